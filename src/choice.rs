@@ -1,0 +1,842 @@
+//! The pure state machine of a choice: what a choice is, what may be done to it, and the event
+//! each command causes. No clock, no I/O: every command is given `now`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+pub const MAX_TITLE: usize = 200;
+pub const MAX_PROMPT: usize = 20_000;
+pub const MAX_OPTIONS: usize = 100;
+pub const MAX_OPTION_ID: usize = 64;
+pub const MAX_LABEL: usize = 200;
+pub const MAX_DESCRIPTION: usize = 2_000;
+pub const MAX_PLACEHOLDER: usize = 200;
+pub const MAX_SOURCE: usize = 64;
+pub const MAX_TEXT: usize = 20_000;
+pub const MAX_ANNOTATION: usize = 2_000;
+pub const MAX_NAME: usize = 40;
+pub const MIN_TIMEOUT_MS: Millis = 1_000;
+pub const MAX_TIMEOUT_MS: Millis = 604_800_000;
+pub const DEFAULT_TIMEOUT_MS: Millis = 300_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Single,
+    Multi,
+    Text,
+    Hybrid,
+    Timer,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Single => "single",
+            Mode::Multi => "multi",
+            Mode::Text => "text",
+            Mode::Hybrid => "hybrid",
+            Mode::Timer => "timer",
+        }
+    }
+
+    fn has_options(self) -> bool {
+        matches!(self, Mode::Single | Mode::Multi | Mode::Hybrid)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Paused,
+    Submitted,
+    Cancelled,
+    TimedOut,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Paused => "paused",
+            Status::Submitted => "submitted",
+            Status::Cancelled => "cancelled",
+            Status::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        [Status::Pending, Status::Paused, Status::Submitted, Status::Cancelled, Status::TimedOut]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Submitted | Status::Cancelled | Status::TimedOut)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    SubmitDefault,
+    Cancel,
+}
+
+/// Which transport a final answer came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Web,
+    Api,
+    Ws,
+    Timeout,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceOption {
+    pub id: String,
+    pub label: String,
+    pub description: Option<String>,
+    pub recommended: bool,
+}
+
+/// What the asker fixed at creation; never changes afterwards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub title: String,
+    pub prompt: String,
+    pub mode: Mode,
+    pub options: Vec<ChoiceOption>,
+    pub min_selections: usize,
+    pub max_selections: usize,
+    pub placeholder: Option<String>,
+    pub default_selection: Vec<String>,
+    pub on_timeout: OnTimeout,
+    pub source: Option<String>,
+}
+
+/// A person's (or the deadline's) answer, as recorded once final.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub selection: Vec<String>,
+    pub text: Option<String>,
+    pub annotation: Option<String>,
+    pub option_annotations: BTreeMap<String, String>,
+    pub via: Option<Via>,
+    pub by: Option<String>,
+}
+
+/// A choice's whole state. Stored as one JSON document beside the columns the store queries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub id: String,
+    pub spec: Spec,
+    pub status: Status,
+    /// Set while pending: when the countdown reaches zero.
+    pub deadline: Option<Millis>,
+    /// Set while paused: the frozen remaining time.
+    pub paused_remaining: Option<Millis>,
+    /// The countdown's current full length; `reset` starts it again.
+    pub timeout_ms: Millis,
+    pub created_at: Millis,
+    pub resolved_at: Option<Millis>,
+    pub result: Option<Outcome>,
+    pub round: u32,
+    pub version: i64,
+}
+
+/// A submitted answer before it is checked against the choice.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Answer {
+    pub selection: Vec<String>,
+    pub text: Option<String>,
+    pub annotation: Option<String>,
+    pub option_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Submit(Answer),
+    Cancel { annotation: Option<String> },
+    /// Remaining becomes this long from now; it is also the new full length.
+    SetTimeout { ms: Millis },
+    /// Remaining grows (or shrinks) by this much, never below one second.
+    AddTimeout { ms: Millis },
+    Pause,
+    Resume,
+    Reset,
+    Expire,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Submit(_) => "submit",
+            Command::Cancel { .. } => "cancel",
+            Command::SetTimeout { .. } | Command::AddTimeout { .. } => "timeout",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Reset => "reset",
+            Command::Expire => "expire",
+        }
+    }
+}
+
+/// The kind of change an event records; its data is read off the choice after the change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Created,
+    TimeoutChanged,
+    Paused,
+    Resumed,
+    Reset,
+    Submitted,
+    Cancelled,
+    TimedOut,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::TimeoutChanged => "timeout_changed",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+            EventKind::Reset => "reset",
+            EventKind::Submitted => "submitted",
+            EventKind::Cancelled => "cancelled",
+            EventKind::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, EventKind::Submitted | EventKind::Cancelled | EventKind::TimedOut)
+    }
+}
+
+/// Why a command was refused. Each maps to one code of the HTTP contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    AlreadyFinal,
+    Conflict(String),
+    Invalid { field: String, message: String },
+}
+
+pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection::Invalid { field: field.into(), message: message.into() }
+}
+
+/// Who made a change, for the record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Actor {
+    pub via: Via,
+    pub by: Option<String>,
+}
+
+impl Choice {
+    /// A new choice at version 1, counting down (or paused) from `now`.
+    pub fn new(id: String, new: NewChoice, now: Millis) -> Choice {
+        let (status, deadline, paused_remaining) = if new.start_paused {
+            (Status::Paused, None, Some(new.timeout_ms))
+        } else {
+            (Status::Pending, Some(now + new.timeout_ms), None)
+        };
+        Choice {
+            id,
+            spec: new.spec,
+            status,
+            deadline,
+            paused_remaining,
+            timeout_ms: new.timeout_ms,
+            created_at: now,
+            resolved_at: None,
+            result: None,
+            round: 1,
+            version: 1,
+        }
+    }
+
+    /// Remaining time at `now`: counting while pending, frozen while paused, zero once final.
+    pub fn remaining_ms(&self, now: Millis) -> Millis {
+        match self.status {
+            Status::Pending => self.deadline.map_or(0, |d| (d - now).max(0)),
+            Status::Paused => self.paused_remaining.unwrap_or(0).max(0),
+            _ => 0,
+        }
+    }
+
+    /// Apply one command at `now`. On success the choice has changed (version + 1) and the
+    /// event kind says how; on rejection nothing has changed.
+    pub fn apply(&mut self, command: Command, actor: &Actor, now: Millis) -> Result<EventKind, Rejection> {
+        if self.status.is_final() && !(command == Command::Reset && self.can_start_next_round()) {
+            return Err(Rejection::AlreadyFinal);
+        }
+        let kind = match command {
+            Command::Submit(answer) => {
+                let outcome = self.check_answer(answer, actor)?;
+                self.finish(Status::Submitted, outcome, now);
+                EventKind::Submitted
+            }
+            Command::Cancel { annotation } => {
+                let annotation = bounded_note(annotation, "annotation")?;
+                let outcome = Outcome { annotation, via: Some(actor.via), by: actor.by.clone(), ..Outcome::default() };
+                self.finish(Status::Cancelled, outcome, now);
+                EventKind::Cancelled
+            }
+            Command::SetTimeout { ms } => {
+                check_timeout("seconds", ms)?;
+                self.set_remaining(ms, now);
+                self.timeout_ms = ms;
+                EventKind::TimeoutChanged
+            }
+            Command::AddTimeout { ms } => {
+                if ms.abs() > MAX_TIMEOUT_MS {
+                    return Err(invalid("add", "add must be within ±604800 seconds"));
+                }
+                let remaining = (self.remaining_ms(now) + ms).max(MIN_TIMEOUT_MS);
+                if remaining > MAX_TIMEOUT_MS {
+                    return Err(invalid("add", "remaining time may not exceed 604800 seconds"));
+                }
+                self.set_remaining(remaining, now);
+                self.timeout_ms = (self.timeout_ms + ms).clamp(MIN_TIMEOUT_MS, MAX_TIMEOUT_MS);
+                EventKind::TimeoutChanged
+            }
+            Command::Pause => {
+                if self.status == Status::Paused {
+                    return Err(Rejection::Conflict("the choice is already paused".into()));
+                }
+                self.paused_remaining = Some(self.remaining_ms(now));
+                self.deadline = None;
+                self.status = Status::Paused;
+                EventKind::Paused
+            }
+            Command::Resume => {
+                if self.status != Status::Paused {
+                    return Err(Rejection::Conflict("only a paused choice can be resumed".into()));
+                }
+                self.deadline = Some(now + self.paused_remaining.take().unwrap_or(0));
+                self.status = Status::Pending;
+                EventKind::Resumed
+            }
+            Command::Reset => {
+                if self.status.is_final() {
+                    self.round += 1;
+                    self.result = None;
+                    self.resolved_at = None;
+                }
+                self.status = Status::Pending;
+                self.paused_remaining = None;
+                self.deadline = Some(now + self.timeout_ms);
+                EventKind::Reset
+            }
+            Command::Expire => {
+                let due = self.status == Status::Pending && self.deadline.is_some_and(|d| now >= d);
+                if !due {
+                    return Err(Rejection::Conflict("the deadline has not passed".into()));
+                }
+                let (status, selection) = match (self.spec.on_timeout, self.spec.mode) {
+                    (_, Mode::Timer) | (OnTimeout::Cancel, _) => (Status::TimedOut, Vec::new()),
+                    (OnTimeout::SubmitDefault, _) => (Status::TimedOut, self.spec.default_selection.clone()),
+                };
+                let outcome = Outcome { selection, via: Some(Via::Timeout), ..Outcome::default() };
+                self.finish(status, outcome, now);
+                EventKind::TimedOut
+            }
+        };
+        self.version += 1;
+        Ok(kind)
+    }
+
+    /// A rung timer may start its next round; every other final status is absorbing.
+    fn can_start_next_round(&self) -> bool {
+        self.spec.mode == Mode::Timer && self.status == Status::TimedOut
+    }
+
+    fn set_remaining(&mut self, ms: Millis, now: Millis) {
+        match self.status {
+            Status::Paused => self.paused_remaining = Some(ms),
+            _ => self.deadline = Some(now + ms),
+        }
+    }
+
+    fn finish(&mut self, status: Status, outcome: Outcome, now: Millis) {
+        self.status = status;
+        self.deadline = None;
+        self.paused_remaining = None;
+        self.resolved_at = Some(now);
+        self.result = Some(outcome);
+    }
+
+    fn check_answer(&self, answer: Answer, actor: &Actor) -> Result<Outcome, Rejection> {
+        let spec = &self.spec;
+        for (i, id) in answer.selection.iter().enumerate() {
+            if !spec.options.iter().any(|o| &o.id == id) {
+                return Err(invalid(format!("selection[{i}]"), format!("unknown option {id:?}")));
+            }
+            if answer.selection[..i].contains(id) {
+                return Err(invalid(format!("selection[{i}]"), format!("option {id:?} is selected twice")));
+            }
+        }
+        let text = match answer.text {
+            Some(t) if t.trim().is_empty() => None,
+            Some(t) if t.chars().count() > MAX_TEXT => {
+                return Err(invalid("text", format!("text is longer than {MAX_TEXT} characters")));
+            }
+            other => other,
+        };
+        let n = answer.selection.len();
+        match spec.mode {
+            Mode::Single | Mode::Multi => {
+                if n < spec.min_selections || n > spec.max_selections {
+                    return Err(invalid("selection", selection_bounds(spec)));
+                }
+            }
+            Mode::Hybrid => {
+                if n > spec.max_selections || (text.is_none() && n < spec.min_selections.max(1)) {
+                    return Err(invalid("selection", format!("{}, or write an answer", selection_bounds(spec))));
+                }
+            }
+            Mode::Text => {
+                if text.is_none() {
+                    return Err(invalid("text", "write an answer"));
+                }
+            }
+            Mode::Timer => {
+                if n > 0 || text.is_some() {
+                    return Err(invalid("selection", "a timer takes no answer"));
+                }
+            }
+        }
+        let mut option_annotations = BTreeMap::new();
+        for (id, note) in answer.option_annotations {
+            if !spec.options.iter().any(|o| o.id == id) {
+                return Err(invalid(format!("option_annotations.{id}"), format!("unknown option {id:?}")));
+            }
+            if let Some(note) = bounded_note(Some(note), &format!("option_annotations.{id}"))? {
+                option_annotations.insert(id, note);
+            }
+        }
+        Ok(Outcome {
+            selection: answer.selection,
+            text,
+            annotation: bounded_note(answer.annotation, "annotation")?,
+            option_annotations,
+            via: Some(actor.via),
+            by: actor.by.clone(),
+        })
+    }
+}
+
+fn selection_bounds(spec: &Spec) -> String {
+    match (spec.min_selections, spec.max_selections) {
+        (1, 1) => "choose exactly one option".into(),
+        (min, max) if min == max => format!("choose exactly {min} options"),
+        (min, max) => format!("choose between {min} and {max} options"),
+    }
+}
+
+/// An optional note: blank means none, and it has a length limit.
+fn bounded_note(note: Option<String>, field: &str) -> Result<Option<String>, Rejection> {
+    match note {
+        Some(n) if n.trim().is_empty() => Ok(None),
+        Some(n) if n.chars().count() > MAX_ANNOTATION => {
+            Err(invalid(field, format!("{field} is longer than {MAX_ANNOTATION} characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_timeout(field: &str, ms: Millis) -> Result<(), Rejection> {
+    if (MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("{field} must be between 1 and 604800 seconds")))
+    }
+}
+
+/// Seconds (possibly fractional) as whole milliseconds, or a rejection naming the field.
+pub fn seconds_to_ms(field: &str, seconds: f64) -> Result<Millis, Rejection> {
+    if !seconds.is_finite() || seconds.abs() > 1e12 {
+        return Err(invalid(field, format!("{field} must be a number of seconds")));
+    }
+    Ok((seconds * 1000.0).round() as Millis)
+}
+
+/// The create request as programs send it. Everything but `title` is optional.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateRequest {
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<OptionRequest>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_selection: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_selections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_selections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub start_paused: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptionRequest {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recommended: bool,
+}
+
+/// A validated create request: everything `Choice::new` needs besides the id and the time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChoice {
+    pub spec: Spec,
+    pub timeout_ms: Millis,
+    pub start_paused: bool,
+}
+
+impl TryFrom<CreateRequest> for NewChoice {
+    type Error = Rejection;
+
+    fn try_from(req: CreateRequest) -> Result<NewChoice, Rejection> {
+        let title = req.title.trim().to_string();
+        if title.is_empty() {
+            return Err(invalid("title", "title is required"));
+        }
+        check_len("title", &title, MAX_TITLE)?;
+        let prompt = req.prompt.unwrap_or_default();
+        check_len("prompt", &prompt, MAX_PROMPT)?;
+        let mode = req.mode.unwrap_or(Mode::Single);
+        let options = parse_options(mode, req.options.unwrap_or_default())?;
+        let n = options.len();
+        let (default_min, default_max) = match mode {
+            Mode::Single => (1, 1),
+            Mode::Multi => (1, n),
+            Mode::Hybrid => (0, 1),
+            Mode::Text | Mode::Timer => (0, 0),
+        };
+        let min = req.min_selections.map_or(default_min, |v| v as usize);
+        let max = req.max_selections.map_or(default_max, |v| v as usize);
+        match mode {
+            Mode::Single if min != 1 || max != 1 => {
+                return Err(invalid(
+                    if min != 1 { "min_selections" } else { "max_selections" },
+                    "single mode takes exactly one option; use multi",
+                ));
+            }
+            Mode::Multi | Mode::Hybrid => {
+                if max == 0 || max > n {
+                    return Err(invalid("max_selections", format!("max_selections must be between 1 and {n}")));
+                }
+                if min > max {
+                    return Err(invalid("min_selections", "min_selections may not exceed max_selections"));
+                }
+            }
+            Mode::Text | Mode::Timer if min != 0 || max != 0 => {
+                return Err(invalid(
+                    if min != 0 { "min_selections" } else { "max_selections" },
+                    format!("{} mode takes no selections", mode.as_str()),
+                ));
+            }
+            _ => {}
+        }
+        let default_selection = req.default_selection.unwrap_or_default();
+        for (i, id) in default_selection.iter().enumerate() {
+            let field = format!("default_selection[{i}]");
+            if !options.iter().any(|o| &o.id == id) {
+                return Err(invalid(field, format!("unknown option {id:?}")));
+            }
+            if default_selection[..i].contains(id) {
+                return Err(invalid(field, format!("option {id:?} is listed twice")));
+            }
+        }
+        if default_selection.len() > max {
+            return Err(invalid("default_selection", format!("at most {max} options may be selected")));
+        }
+        let timeout_ms = match req.timeout_seconds {
+            None => DEFAULT_TIMEOUT_MS,
+            Some(s) => {
+                let ms = seconds_to_ms("timeout_seconds", s)?;
+                check_timeout("timeout_seconds", ms)?;
+                ms
+            }
+        };
+        let placeholder = req.placeholder.filter(|p| !p.is_empty());
+        if let Some(p) = &placeholder {
+            check_len("placeholder", p, MAX_PLACEHOLDER)?;
+        }
+        let source = req.source.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        if let Some(s) = &source {
+            check_len("source", s, MAX_SOURCE)?;
+        }
+        Ok(NewChoice {
+            spec: Spec {
+                title,
+                prompt,
+                mode,
+                options,
+                min_selections: min,
+                max_selections: max,
+                placeholder,
+                default_selection,
+                on_timeout: req.on_timeout.unwrap_or(OnTimeout::SubmitDefault),
+                source,
+            },
+            timeout_ms,
+            start_paused: req.start_paused,
+        })
+    }
+}
+
+fn parse_options(mode: Mode, requested: Vec<OptionRequest>) -> Result<Vec<ChoiceOption>, Rejection> {
+    if !mode.has_options() {
+        if !requested.is_empty() {
+            return Err(invalid("options", format!("{} mode takes no options", mode.as_str())));
+        }
+        return Ok(Vec::new());
+    }
+    if requested.is_empty() || requested.len() > MAX_OPTIONS {
+        return Err(invalid("options", format!("{} mode needs 1 to {MAX_OPTIONS} options", mode.as_str())));
+    }
+    let mut options: Vec<ChoiceOption> = Vec::with_capacity(requested.len());
+    for (i, o) in requested.into_iter().enumerate() {
+        let field = |name: &str| format!("options[{i}].{name}");
+        if o.id.is_empty() || o.id.chars().count() > MAX_OPTION_ID {
+            return Err(invalid(field("id"), format!("option ids are 1 to {MAX_OPTION_ID} characters")));
+        }
+        if o.id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(invalid(field("id"), "option ids may not contain spaces or control characters"));
+        }
+        if options.iter().any(|p| p.id == o.id) {
+            return Err(invalid(field("id"), format!("option id {:?} is used twice", o.id)));
+        }
+        let label = o.label.filter(|l| !l.trim().is_empty()).unwrap_or_else(|| o.id.clone());
+        check_len(&field("label"), &label, MAX_LABEL)?;
+        let description = o.description.filter(|d| !d.is_empty());
+        if let Some(d) = &description {
+            check_len(&field("description"), d, MAX_DESCRIPTION)?;
+        }
+        options.push(ChoiceOption { id: o.id, label, description, recommended: o.recommended });
+    }
+    Ok(options)
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
+    if value.chars().count() > max {
+        return Err(invalid(field, format!("{field} is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: Millis = 1_800_000_000_000;
+
+    fn web() -> Actor {
+        Actor { via: Via::Web, by: None }
+    }
+
+    fn choice(mode: Mode, timeout_s: f64, on_timeout: OnTimeout) -> Choice {
+        let options = match mode {
+            Mode::Text | Mode::Timer => None,
+            _ => Some(["yes", "no", "maybe"].map(|id| OptionRequest { id: id.into(), ..Default::default() }).to_vec()),
+        };
+        let req = CreateRequest {
+            title: "Deploy?".into(),
+            mode: Some(mode),
+            options,
+            default_selection: (mode != Mode::Text && mode != Mode::Timer).then(|| vec!["no".into()]),
+            on_timeout: Some(on_timeout),
+            timeout_seconds: Some(timeout_s),
+            ..Default::default()
+        };
+        Choice::new("c1".into(), NewChoice::try_from(req).expect("valid"), T0)
+    }
+
+    fn submit(ids: &[&str]) -> Command {
+        Command::Submit(Answer { selection: ids.iter().map(|s| s.to_string()).collect(), ..Answer::default() })
+    }
+
+    #[test]
+    fn pause_freezes_and_resume_restarts_from_the_frozen_value() {
+        let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
+        assert_eq!(c.remaining_ms(T0 + 10_000), 50_000);
+        assert_eq!(c.apply(Command::Pause, &web(), T0 + 10_000), Ok(EventKind::Paused));
+        assert_eq!(c.remaining_ms(T0 + 99_000), 50_000);
+        assert!(matches!(c.apply(Command::Pause, &web(), T0 + 11_000), Err(Rejection::Conflict(_))));
+        assert_eq!(c.apply(Command::Resume, &web(), T0 + 100_000), Ok(EventKind::Resumed));
+        assert_eq!(c.deadline, Some(T0 + 150_000));
+        assert!(matches!(c.apply(Command::Resume, &web(), T0 + 100_000), Err(Rejection::Conflict(_))));
+    }
+
+    #[test]
+    fn add_timeout_never_leaves_less_than_a_second() {
+        let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
+        c.apply(Command::AddTimeout { ms: -3_600_000 }, &web(), T0).expect("applies");
+        assert_eq!(c.remaining_ms(T0), 1_000);
+        c.apply(Command::AddTimeout { ms: 60_000 }, &web(), T0).expect("applies");
+        assert_eq!(c.remaining_ms(T0), 61_000);
+    }
+
+    #[test]
+    fn set_timeout_rejects_out_of_range_values_and_names_the_field() {
+        let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
+        let err = c.apply(Command::SetTimeout { ms: 0 }, &web(), T0).unwrap_err();
+        assert!(matches!(err, Rejection::Invalid { ref field, .. } if field == "seconds"));
+        assert_eq!(c.version, 1);
+    }
+
+    #[test]
+    fn expire_submits_the_default_or_cancels() {
+        let mut c = choice(Mode::Single, 5.0, OnTimeout::SubmitDefault);
+        assert!(matches!(c.apply(Command::Expire, &web(), T0 + 4_999), Err(Rejection::Conflict(_))));
+        assert_eq!(c.apply(Command::Expire, &web(), T0 + 5_000), Ok(EventKind::TimedOut));
+        let result = c.result.clone().expect("final");
+        assert_eq!(result.selection, vec!["no".to_string()]);
+        assert_eq!(result.via, Some(Via::Timeout));
+
+        let mut c = choice(Mode::Single, 5.0, OnTimeout::Cancel);
+        c.apply(Command::Expire, &web(), T0 + 6_000).expect("due");
+        assert_eq!(c.status, Status::TimedOut);
+        assert!(c.result.expect("final").selection.is_empty());
+    }
+
+    #[test]
+    fn submit_checks_the_selection_against_the_options_and_bounds() {
+        let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
+        assert!(matches!(c.apply(submit(&["nope"]), &web(), T0), Err(Rejection::Invalid { field, .. }) if field == "selection[0]"));
+        assert!(matches!(c.apply(submit(&["yes", "no"]), &web(), T0), Err(Rejection::Invalid { field, .. }) if field == "selection"));
+        assert!(matches!(c.apply(submit(&[]), &web(), T0), Err(Rejection::Invalid { .. })));
+        assert_eq!(c.apply(submit(&["yes"]), &web(), T0), Ok(EventKind::Submitted));
+        assert_eq!(c.apply(submit(&["yes"]), &web(), T0), Err(Rejection::AlreadyFinal));
+    }
+
+    #[test]
+    fn a_rung_timer_starts_its_next_round_on_reset() {
+        let mut t = choice(Mode::Timer, 2.0, OnTimeout::SubmitDefault);
+        t.apply(Command::Expire, &web(), T0 + 2_000).expect("due");
+        assert_eq!(t.apply(Command::Reset, &web(), T0 + 3_000), Ok(EventKind::Reset));
+        assert_eq!((t.status, t.round, t.deadline), (Status::Pending, 2, Some(T0 + 5_000)));
+        let mut c = choice(Mode::Single, 2.0, OnTimeout::SubmitDefault);
+        c.apply(Command::Expire, &web(), T0 + 2_000).expect("due");
+        assert_eq!(c.apply(Command::Reset, &web(), T0 + 3_000), Err(Rejection::AlreadyFinal));
+    }
+
+    #[test]
+    fn create_names_the_field_at_fault() {
+        let field_of = |req: CreateRequest| match NewChoice::try_from(req) {
+            Err(Rejection::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        let opt = |id: &str| OptionRequest { id: id.into(), ..Default::default() };
+        assert_eq!(field_of(CreateRequest::default()), "title");
+        assert_eq!(field_of(CreateRequest { title: "x".into(), ..Default::default() }), "options");
+        assert_eq!(
+            field_of(CreateRequest { title: "x".into(), options: Some(vec![opt("a"), opt("a")]), ..Default::default() }),
+            "options[1].id"
+        );
+        assert_eq!(
+            field_of(CreateRequest {
+                title: "x".into(),
+                options: Some(vec![opt("a")]),
+                timeout_seconds: Some(0.5),
+                ..Default::default()
+            }),
+            "timeout_seconds"
+        );
+        assert_eq!(
+            field_of(CreateRequest {
+                title: "x".into(),
+                options: Some(vec![opt("a")]),
+                default_selection: Some(vec!["b".into()]),
+                ..Default::default()
+            }),
+            "default_selection[0]"
+        );
+    }
+
+    fn any_command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            proptest::sample::subsequence(vec!["yes", "no", "maybe", "other"], 0..=3)
+                .prop_map(|ids| submit(&ids)),
+            Just(Command::Cancel { annotation: None }),
+            (-10_000i64..700_000_000).prop_map(|ms| Command::SetTimeout { ms }),
+            (-700_000_000i64..700_000_000).prop_map(|ms| Command::AddTimeout { ms }),
+            Just(Command::Pause),
+            Just(Command::Resume),
+            Just(Command::Reset),
+            Just(Command::Expire),
+        ]
+    }
+
+    fn any_mode() -> impl Strategy<Value = Mode> {
+        prop_oneof![Just(Mode::Single), Just(Mode::Multi), Just(Mode::Hybrid), Just(Mode::Text), Just(Mode::Timer)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn any_sequence_of_commands_keeps_the_invariants(
+            mode in any_mode(),
+            timeout_s in 1u32..600,
+            steps in proptest::collection::vec((any_command(), 0i64..400_000), 0..40),
+        ) {
+            let mut c = choice(mode, f64::from(timeout_s), OnTimeout::SubmitDefault);
+            let mut now = T0;
+            let mut final_events = 0;
+            for (command, dt) in steps {
+                now += dt;
+                let before = c.clone();
+                match c.apply(command.clone(), &web(), now) {
+                    Ok(kind) => {
+                        prop_assert_eq!(c.version, before.version + 1, "version strictly increases");
+                        if before.status.is_final() {
+                            // The one exception to "final never changes": a rung timer's next round.
+                            prop_assert_eq!(mode, Mode::Timer);
+                            prop_assert_eq!(before.status, Status::TimedOut);
+                            prop_assert_eq!(kind, EventKind::Reset);
+                            prop_assert_eq!(c.round, before.round + 1);
+                            final_events = 0;
+                        }
+                        if kind.is_final() {
+                            final_events += 1;
+                            prop_assert!(c.status.is_final() && c.result.is_some() && c.deadline.is_none());
+                        }
+                    }
+                    Err(_) => prop_assert_eq!(&c, &before, "a rejected command changes nothing"),
+                }
+                prop_assert!(final_events <= 1, "exactly one final event per round");
+                prop_assert_eq!(final_events == 1, c.status.is_final());
+                prop_assert!(c.remaining_ms(now) >= 0);
+                prop_assert!(c.remaining_ms(now) <= MAX_TIMEOUT_MS);
+                prop_assert_eq!(c.deadline.is_some(), c.status == Status::Pending);
+                prop_assert_eq!(c.paused_remaining.is_some(), c.status == Status::Paused);
+            }
+        }
+    }
+}

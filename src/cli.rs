@@ -1,0 +1,102 @@
+//! The command line: `serve` (the default), and the clients built on the JSON API. Every flag
+//! also reads an environment variable.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::server::{self, Config};
+
+#[derive(Parser, Debug)]
+#[command(name = "choiceboard", version, about = "Programs ask people to decide, with a countdown the server owns.")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the dashboard, the pages and the API (what `choiceboard` alone does).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CHOICEBOARD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// `sqlite://FILE` (created if missing) or `postgres://USER:PASS@HOST/DB`.
+    #[arg(long, env = "CHOICEBOARD_DATABASE", default_value = "sqlite://choiceboard.db")]
+    pub database: String,
+    /// The origin people reach this server at, used in links (default: http://BIND).
+    #[arg(long, env = "CHOICEBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("choiceboard: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Cmd::Serve(args)) => serve(args).await,
+            None => serve(cli.serve).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("choiceboard: {e:#}");
+            1
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
+    let config = Config { database: args.database, public_url: args.public_url };
+    server::run(listener, config, shutdown_signal()).await?;
+    Ok(0)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

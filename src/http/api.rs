@@ -1,0 +1,89 @@
+//! The JSON API under `/api`: create, read, list, long poll, and the polling view of the log.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{AppError, AppState, Body, Params, parse_json};
+use crate::choice::{Choice, CreateRequest, NewChoice};
+use crate::clock::now_ms;
+use crate::json::Presence;
+use crate::store::ListFilter;
+
+pub const MAX_LIST: i64 = 1000;
+
+impl AppState {
+    /// A choice as the API shows it, at this moment, with who is watching it.
+    pub fn choice_json(&self, choice: &Choice) -> Value {
+        crate::json::choice(choice, now_ms(), &self.settings.public_url, &Presence::default())
+    }
+}
+
+pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<Response, AppError> {
+    let request: CreateRequest = parse_json(&body)?;
+    let new = NewChoice::try_from(request)?;
+    let choice = state.engine.create(new).await?;
+    let location = format!("/api/choices/{}", choice.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(state.choice_json(&choice))).into_response())
+}
+
+pub async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+    let choice = state.engine.get(&id).await?;
+    Ok(Json(state.choice_json(&choice)))
+}
+
+pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
+    let filter = match params.text("status").unwrap_or("active") {
+        "active" => ListFilter::Active,
+        "final" => ListFilter::Final,
+        "all" => ListFilter::All,
+        _ => return Err(AppError::invalid("status", "status must be active, final or all")),
+    };
+    let limit = params.int("limit", 1, MAX_LIST, 100)?;
+    let choices = state.engine.store().list(filter, limit).await?;
+    Ok(Json(json!({ "choices": choices.iter().map(|c| state.choice_json(c)).collect::<Vec<_>>() })))
+}
+
+pub async fn wait(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Json<Value>, AppError> {
+    let timeout = params.seconds("timeout", 0.0, 3600.0, 60.0)?;
+    let choice = state.engine.wait_final(&id, Duration::from_secs_f64(timeout)).await?;
+    Ok(Json(state.choice_json(&choice)))
+}
+
+/// Polling: the events after `since`, oldest first, and the active choices now. Passing the
+/// returned cursor as the next `since` never skips or repeats an event.
+pub async fn status(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
+    let since = params.int("since", 0, i64::MAX, 0)?;
+    let limit = params.int("limit", 1, MAX_LIST, 100)?;
+    let store = state.engine.store();
+    let events = store.events_after(since, limit).await?;
+    let active = store.list(ListFilter::Active, MAX_LIST).await?;
+    let cursor = events.last().map_or(since, |e| e.seq);
+    Ok(Json(json!({
+        "cursor": cursor,
+        "events": events,
+        "active": active.iter().map(|c| state.choice_json(c)).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match state.engine.store().ping().await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "health check: the store does not answer");
+            AppError::Unavailable("the database does not answer".into()).into_response()
+        }
+    }
+}
+
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}

@@ -1,0 +1,132 @@
+//! `POST /choice/{id}/{action}`: the commands, from a form, HTMX or JSON, answered the way the
+//! client asked (a fragment, the choice JSON, or 303 back to the page).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{AppError, AppState, Body, Wants, parse_json};
+use crate::choice::{Actor, Answer, Command, Via, seconds_to_ms};
+
+/// The fields any command may carry, from JSON or a form, before they mean anything.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CommandBody {
+    pub selection: Selection,
+    pub text: Option<String>,
+    pub annotation: Option<String>,
+    pub option_annotations: BTreeMap<String, String>,
+    pub seconds: Option<f64>,
+    pub add: Option<f64>,
+}
+
+/// `selection` as a JSON array, or a single id for convenience.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Selection {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl CommandBody {
+    /// Reads a form body: `selection` repeated, `note.ID` per option, numbers as text.
+    pub fn from_form(bytes: &[u8]) -> Result<CommandBody, AppError> {
+        let mut body = CommandBody::default();
+        let mut selection = Vec::new();
+        for (key, value) in form_urlencoded::parse(bytes) {
+            let number = |v: &str| match v.trim() {
+                "" => Ok(None),
+                v => v.parse::<f64>().map(Some).map_err(|_| AppError::invalid(&key, format!("{key} must be a number"))),
+            };
+            match &*key {
+                "selection" => selection.push(value.into_owned()),
+                "text" => body.text = Some(value.into_owned()),
+                "annotation" => body.annotation = Some(value.into_owned()),
+                "seconds" => body.seconds = number(&value)?,
+                "add" => body.add = number(&value)?,
+                "minutes" => body.seconds = number(&value)?.map(|m| m * 60.0),
+                _ => {
+                    if let Some(id) = key.strip_prefix("note.") {
+                        body.option_annotations.insert(id.to_string(), value.into_owned());
+                    }
+                }
+            }
+        }
+        body.selection = Selection::Many(selection);
+        Ok(body)
+    }
+
+    /// Reads a body by its content type; JSON when it says so or looks like it.
+    pub fn from_request(headers: &HeaderMap, bytes: &[u8]) -> Result<CommandBody, AppError> {
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let trimmed = bytes.trim_ascii_start();
+        if trimmed.is_empty() {
+            Ok(CommandBody::default())
+        } else if content_type.starts_with("application/json") || trimmed.starts_with(b"{") {
+            parse_json(bytes)
+        } else {
+            CommandBody::from_form(bytes)
+        }
+    }
+
+    /// What the action with these fields asks of the choice.
+    pub fn into_command(self, action: &str) -> Result<Command, AppError> {
+        Ok(match action {
+            "submit" => Command::Submit(Answer {
+                selection: match self.selection {
+                    Selection::None => Vec::new(),
+                    Selection::One(id) => vec![id],
+                    Selection::Many(ids) => ids,
+                },
+                text: self.text,
+                annotation: self.annotation,
+                option_annotations: self.option_annotations,
+            }),
+            "cancel" => Command::Cancel { annotation: self.annotation },
+            "timeout" => match (self.seconds, self.add) {
+                (Some(seconds), _) => Command::SetTimeout { ms: seconds_to_ms("seconds", seconds)? },
+                (None, Some(add)) => Command::AddTimeout { ms: seconds_to_ms("add", add)? },
+                (None, None) => return Err(AppError::invalid("seconds", "give seconds (the new remaining time) or add")),
+            },
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            "reset" => Command::Reset,
+            _ => return Err(AppError::NotFound),
+        })
+    }
+}
+
+pub async fn command(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let wants = Wants::of(&headers);
+    let via = if wants == Wants::Json { Via::Api } else { Via::Web };
+    let result = async {
+        let command = CommandBody::from_request(&headers, &body)?.into_command(&action)?;
+        Ok::<_, AppError>(state.engine.command(&id, command, Actor { via, by: None }).await?)
+    }
+    .await;
+    match (result, wants) {
+        (Ok(choice), Wants::Json | Wants::Fragment) => Json(state.choice_json(&choice)).into_response(),
+        (Ok(_), Wants::Redirect) => (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/choice/{id}"))]).into_response(),
+        (Err(e), Wants::Json | Wants::Fragment) => e.into_response(),
+        (Err(e), Wants::Redirect) => e.into_html(|e| {
+            maud::html! {
+                (maud::DOCTYPE)
+                title { "choiceboard: " (e.code()) }
+                h1 { "That did not work" }
+                p { (e.message()) }
+                p { a href={"/choice/" (id)} { "Back to the choice" } }
+            }
+        }),
+    }
+}

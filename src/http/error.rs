@@ -1,0 +1,161 @@
+//! One error type for every handler. Each variant has a status and a stable code from API.md;
+//! it renders as JSON for programs and as a readable page or fragment for people. Internal
+//! causes are logged with their chain and answered as an opaque 500.
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::choice::Rejection;
+use crate::engine::EngineError;
+
+#[derive(Debug)]
+pub enum AppError {
+    Malformed(String),
+    Unauthorized,
+    ForbiddenOrigin,
+    NotFound,
+    AlreadyFinal,
+    Conflict(String),
+    TooLarge,
+    Invalid { field: Option<String>, message: String },
+    RateLimited { retry_after_secs: u64 },
+    Unavailable(String),
+    Internal(anyhow::Error),
+}
+
+impl AppError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> AppError {
+        AppError::Invalid { field: Some(field.to_string()), message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Malformed(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::AlreadyFinal | AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Malformed(_) => "malformed",
+            AppError::Unauthorized => "unauthorized",
+            AppError::ForbiddenOrigin => "forbidden_origin",
+            AppError::NotFound => "not_found",
+            AppError::AlreadyFinal => "already_final",
+            AppError::Conflict(_) => "conflict",
+            AppError::TooLarge => "too_large",
+            AppError::Invalid { .. } => "invalid",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            AppError::Malformed(m) | AppError::Conflict(m) | AppError::Unavailable(m) => m.clone(),
+            AppError::Invalid { message, .. } => message.clone(),
+            AppError::Unauthorized => "a valid token is required (Authorization: Bearer TOKEN)".into(),
+            AppError::ForbiddenOrigin => "this request came from another site".into(),
+            AppError::NotFound => "no such choice".into(),
+            AppError::AlreadyFinal => "the choice is already submitted, cancelled or timed out".into(),
+            AppError::TooLarge => "the request body is too large".into(),
+            AppError::RateLimited { retry_after_secs } => {
+                format!("too many requests; try again in {retry_after_secs} s")
+            }
+            AppError::Internal(_) => "something went wrong on the server".into(),
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            AppError::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Logs an internal cause once, whichever way the error is rendered.
+    fn log(&self) {
+        if let AppError::Internal(e) = self {
+            tracing::error!(error = %format!("{e:#}"), "internal error");
+        }
+    }
+
+    /// Headers every rendering of this error carries.
+    fn decorate(&self, mut response: Response) -> Response {
+        if let AppError::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        response
+    }
+
+    /// The error as an HTML body (a page or a fragment), for people.
+    pub fn into_html(self, render: impl FnOnce(&AppError) -> maud::Markup) -> Response {
+        self.log();
+        let body = render(&self);
+        self.decorate((self.status(), body).into_response())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log();
+        let mut error = json!({"code": self.code(), "message": self.message()});
+        if let Some(field) = self.field() {
+            error["field"] = json!(field);
+        }
+        self.decorate((self.status(), axum::Json(json!({ "error": error }))).into_response())
+    }
+}
+
+impl From<Rejection> for AppError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::AlreadyFinal => AppError::AlreadyFinal,
+            Rejection::Conflict(m) => AppError::Conflict(m),
+            Rejection::Invalid { field, message } => AppError::Invalid { field: Some(field), message },
+        }
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound => AppError::NotFound,
+            EngineError::Rejected(r) => r.into(),
+            EngineError::Internal(e) => AppError::Internal(e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        AppError::Internal(e)
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge
+        } else {
+            AppError::Malformed(r.body_text())
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        AppError::Malformed(r.body_text())
+    }
+}

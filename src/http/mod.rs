@@ -1,0 +1,135 @@
+//! The HTTP face: one route table, the shared state, and the small pieces every handler uses
+//! (body and query parsing, content negotiation). Handlers live in files by feature.
+
+pub mod api;
+pub mod commands;
+pub mod error;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
+use axum::http::{HeaderMap, header, request::Parts};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+use crate::engine::Engine;
+pub use error::AppError;
+
+/// Bodies larger than this get 413 `too_large`.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub settings: Arc<Settings>,
+}
+
+/// What handlers need to know about how the server was started.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Scheme, host and port used in links (`url` in the choice JSON), without a trailing slash.
+    pub public_url: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/choices", post(api::create).get(api::list))
+        .route("/api/choices/{id}", get(api::one))
+        .route("/api/choices/{id}/wait", get(api::wait))
+        .route("/api/status", get(api::status))
+        .route("/healthz", get(api::healthz))
+        .route("/choice/{id}/{action}", post(commands::command))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The raw request body, with limit and read errors mapped to our codes.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        Ok(Body(Bytes::from_request(req, state).await?))
+    }
+}
+
+/// Query parameters by name, converted one by one so an error can name its parameter.
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state).await?;
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// An integer parameter within `min..=max`, or `default` when absent.
+    pub fn int(&self, name: &str, min: i64, max: i64, default: i64) -> Result<i64, AppError> {
+        let Some(raw) = self.text(name) else { return Ok(default) };
+        match raw.parse::<i64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(AppError::invalid(name, format!("{name} must be a whole number from {min} to {max}"))),
+        }
+    }
+
+    /// A number of seconds within `min..=max` (fractions allowed), or `default` when absent.
+    pub fn seconds(&self, name: &str, min: f64, max: f64, default: f64) -> Result<f64, AppError> {
+        let Some(raw) = self.text(name) else { return Ok(default) };
+        match raw.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= min && v <= max => Ok(v),
+            _ => Err(AppError::invalid(name, format!("{name} must be a number of seconds from {min} to {max}"))),
+        }
+    }
+}
+
+/// Parses a JSON object body into `T`; a type error names the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| AppError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(AppError::Invalid { field: None, message: "the body must be a JSON object".into() });
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.inner().to_string();
+        AppError::Invalid { field: (field != ".").then_some(field), message }
+    })
+}
+
+/// How the client wants to be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wants {
+    /// A program: JSON.
+    Json,
+    /// HTMX on a page: an HTML fragment to swap in.
+    Fragment,
+    /// A plain browser form post: 303 back to the page.
+    Redirect,
+}
+
+impl Wants {
+    pub fn of(headers: &HeaderMap) -> Wants {
+        let has = |name: header::HeaderName, needle: &str| {
+            headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(needle))
+        };
+        if headers.get("hx-request").is_some_and(|v| v == "true") {
+            Wants::Fragment
+        } else if has(header::CONTENT_TYPE, "application/json") || has(header::ACCEPT, "application/json") {
+            Wants::Json
+        } else {
+            Wants::Redirect
+        }
+    }
+}

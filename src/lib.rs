@@ -1,0 +1,25 @@
+//! choiceboard: programs ask people to decide, with a countdown the server owns.
+//!
+//! # Layout
+//!
+//! - [`choice`] — the pure state machine: what a choice is, the commands, the events they cause.
+//!   No clock, no I/O; everything else wraps it.
+//! - [`store`] — the only module that speaks SQL (SQLite or PostgreSQL): `choices` and the
+//!   append-only `events` log, written in group-committed batches.
+//! - [`engine`] — the only path that changes a choice: load, transition, store, publish.
+//! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
+//! - [`json`] — the JSON forms of choices and events from API.md.
+//! - [`http`] — the route table, handlers by feature, errors, content negotiation.
+//! - [`server`] — wires store, engine and routes together and serves.
+//! - [`cli`] — the command line.
+//! - [`clock`] — wall-clock milliseconds and RFC 3339.
+
+pub mod choice;
+pub mod cli;
+pub mod clock;
+pub mod engine;
+pub mod http;
+pub mod json;
+pub mod scheduler;
+pub mod server;
+pub mod store;

@@ -1,0 +1,284 @@
+//! The store: the only module that speaks SQL. SQLite (one file, WAL, `synchronous=FULL`) by
+//! default, PostgreSQL for several nodes; the same statements run on both through sqlx's `Any`
+//! driver, and only the few places that differ ask which backend this is.
+//!
+//! Two tables: `choices` (current state, with a `version`) and `events` (append-only, global
+//! `seq`). Writes happen in a [`Batch`]: one transaction holding any number of commands, which
+//! the engine's writer commits once for all of them (group commit).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Any, Executor, Row, Transaction};
+
+use crate::choice::Choice;
+use crate::clock::Millis;
+
+const SELECT_CHOICE: &str = "SELECT state FROM choices WHERE id = $1";
+const INSERT_CHOICE: &str = "INSERT INTO choices (id, status, deadline_ms, created_ms, resolved_ms, source, version, state) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The version check: the row changes only if nobody changed it since it was read.
+const UPDATE_CHOICE: &str = "UPDATE choices SET status = $2, deadline_ms = $3, resolved_ms = $4, version = $5, state = $6 \
+     WHERE id = $1 AND version = $7";
+const INSERT_EVENT: &str = "INSERT INTO events (at_ms, choice_id, type, data) VALUES ($1, $2, $3, $4) RETURNING seq";
+const LIST_ACTIVE: &str = "SELECT state FROM choices WHERE status IN ('pending', 'paused') \
+     ORDER BY created_ms DESC, id LIMIT $1";
+const LIST_FINAL: &str = "SELECT state FROM choices WHERE status NOT IN ('pending', 'paused') \
+     ORDER BY resolved_ms DESC, id LIMIT $1";
+const LIST_ALL: &str = "SELECT state FROM choices ORDER BY created_ms DESC, id LIMIT $1";
+const PENDING_DEADLINES: &str = "SELECT id, deadline_ms FROM choices WHERE status = 'pending'";
+const EVENTS_AFTER: &str = "SELECT seq, at_ms, choice_id, type, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
+const COUNT_RESOLVED_SINCE: &str = "SELECT status, COUNT(*) FROM choices WHERE resolved_ms >= $1 GROUP BY status";
+/// PostgreSQL draws seqs from a sequence, and two transactions may commit them out of order: a
+/// poller that has read seq 6 would then never see a 5 committed a moment later. Each batch
+/// takes this transaction-scoped lock right before it inserts its events, and holds it until
+/// its commit, so events become visible strictly in seq order. The lock is held only for the
+/// inserts and the commit, and a group commit takes it once for all its commands.
+const PG_SEQ_LOCK: &str = "SELECT pg_advisory_xact_lock(7366423891)";
+const PG_NOTIFY: &str = "SELECT pg_notify('choiceboard', $1)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One entry of the event log, as pollers and streams see it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogEvent {
+    pub seq: i64,
+    #[serde(serialize_with = "serialize_at")]
+    pub at: Millis,
+    pub choice_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+fn serialize_at<S: serde::Serializer>(at: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::clock::rfc3339(*at))
+}
+
+/// An event about to be appended; the store gives it its seq.
+pub struct NewEvent<'a> {
+    pub at: Millis,
+    pub choice_id: Option<&'a str>,
+    pub kind: &'a str,
+    pub data: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFilter {
+    Active,
+    Final,
+    All,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, applies the backend's migrations, and returns a ready store.
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("--database must start with sqlite: or postgres://, got {url:?}");
+        };
+        let url = match backend {
+            // Create the file on first start, as a one-file database should.
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url).with_context(|| format!("bad database URL {url:?}"))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // sqlx sets neither by default. WAL lets readers run beside the writer;
+                        // FULL makes every commit reach the disk before it is acknowledged, so
+                        // an acknowledged command survives kill -9 and power loss.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {url:?}"))?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
+        }
+        .context("database migrations failed")?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn begin(&self) -> anyhow::Result<Batch> {
+        let tx = self.pool.begin().await.context("begin")?;
+        Ok(Batch { tx, backend: self.backend, seq_locked: false })
+    }
+
+    pub async fn get(&self, id: &str) -> anyhow::Result<Option<Choice>> {
+        let row = sqlx::query(SELECT_CHOICE).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| decode_choice(&r)).transpose()
+    }
+
+    pub async fn list(&self, filter: ListFilter, limit: i64) -> anyhow::Result<Vec<Choice>> {
+        let sql = match filter {
+            ListFilter::Active => LIST_ACTIVE,
+            ListFilter::Final => LIST_FINAL,
+            ListFilter::All => LIST_ALL,
+        };
+        let rows = sqlx::query(sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_choice).collect()
+    }
+
+    /// Every pending choice's deadline, for the scheduler at start.
+    pub async fn pending_deadlines(&self) -> anyhow::Result<Vec<(String, Millis)>> {
+        let rows = sqlx::query(PENDING_DEADLINES).fetch_all(&self.pool).await?;
+        rows.iter()
+            .filter_map(|r| match (r.try_get::<String, _>(0), r.try_get::<Option<i64>, _>(1)) {
+                (Ok(id), Ok(Some(deadline))) => Some(Ok((id, deadline))),
+                (Ok(_), Ok(None)) => None,
+                (Err(e), _) | (_, Err(e)) => Some(Err(e.into())),
+            })
+            .collect()
+    }
+
+    /// Events after `since`, oldest first, at most `limit`.
+    pub async fn events_after(&self, since: i64, limit: i64) -> anyhow::Result<Vec<LogEvent>> {
+        let rows = sqlx::query(EVENTS_AFTER).bind(since).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    pub async fn last_seq(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(LAST_SEQ).fetch_one(&self.pool).await?)
+    }
+
+    /// How many choices reached each final status since `since` (the dashboard's counts).
+    pub async fn resolved_since(&self, since: Millis) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(COUNT_RESOLVED_SINCE).bind(since).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query(LAST_SEQ).fetch_one(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// One write transaction: any number of commands, committed once.
+pub struct Batch {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+    seq_locked: bool,
+}
+
+impl Batch {
+    pub async fn load(&mut self, id: &str) -> anyhow::Result<Option<Choice>> {
+        let row = sqlx::query(SELECT_CHOICE).bind(id).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| decode_choice(&r)).transpose()
+    }
+
+    pub async fn insert(&mut self, choice: &Choice) -> anyhow::Result<()> {
+        sqlx::query(INSERT_CHOICE)
+            .bind(&choice.id)
+            .bind(choice.status.as_str())
+            .bind(choice.deadline)
+            .bind(choice.created_at)
+            .bind(choice.resolved_at)
+            .bind(choice.spec.source.as_deref())
+            .bind(choice.version)
+            .bind(serde_json::to_string(choice)?)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes `choice` if the stored row is still at `read_version`; false if someone else
+    /// (another node) changed it first.
+    pub async fn update(&mut self, choice: &Choice, read_version: i64) -> anyhow::Result<bool> {
+        let done = sqlx::query(UPDATE_CHOICE)
+            .bind(&choice.id)
+            .bind(choice.status.as_str())
+            .bind(choice.deadline)
+            .bind(choice.resolved_at)
+            .bind(choice.version)
+            .bind(serde_json::to_string(choice)?)
+            .bind(read_version)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn append(&mut self, event: NewEvent<'_>) -> anyhow::Result<LogEvent> {
+        if self.backend == Backend::Postgres && !self.seq_locked {
+            sqlx::query(PG_SEQ_LOCK).execute(&mut *self.tx).await?;
+            self.seq_locked = true;
+        }
+        let seq: i64 = sqlx::query_scalar(INSERT_EVENT)
+            .bind(event.at)
+            .bind(event.choice_id)
+            .bind(event.kind)
+            .bind(event.data.to_string())
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(LogEvent {
+            seq,
+            at: event.at,
+            choice_id: event.choice_id.map(str::to_string),
+            kind: event.kind.to_string(),
+            data: event.data,
+        })
+    }
+
+    /// Commits; on PostgreSQL also tells the other nodes the newest seq (one NOTIFY per
+    /// commit, never one per event: NOTIFY takes a global lock at commit).
+    pub async fn commit(mut self, last_seq: Option<i64>) -> anyhow::Result<()> {
+        if let (Backend::Postgres, Some(seq)) = (self.backend, last_seq) {
+            sqlx::query(PG_NOTIFY).bind(seq.to_string()).execute(&mut *self.tx).await?;
+        }
+        self.tx.commit().await.context("commit")?;
+        Ok(())
+    }
+}
+
+fn decode_choice(row: &sqlx::any::AnyRow) -> anyhow::Result<Choice> {
+    let state: String = row.try_get(0)?;
+    serde_json::from_str(&state).context("a stored choice does not parse")
+}
+
+fn decode_event(row: &sqlx::any::AnyRow) -> anyhow::Result<LogEvent> {
+    let data: String = row.try_get(4)?;
+    Ok(LogEvent {
+        seq: row.try_get(0)?,
+        at: row.try_get(1)?,
+        choice_id: row.try_get(2)?,
+        kind: row.try_get(3)?,
+        data: serde_json::from_str(&data).context("stored event data does not parse")?,
+    })
+}
