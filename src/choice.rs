@@ -70,13 +70,22 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Pending, Status::Paused, Status::Submitted, Status::Cancelled, Status::TimedOut]
-            .into_iter()
-            .find(|status| status.as_str() == s)
+        [
+            Status::Pending,
+            Status::Paused,
+            Status::Submitted,
+            Status::Cancelled,
+            Status::TimedOut,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Submitted | Status::Cancelled | Status::TimedOut)
+        matches!(
+            self,
+            Status::Submitted | Status::Cancelled | Status::TimedOut
+        )
     }
 }
 
@@ -162,11 +171,17 @@ pub struct Answer {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Submit(Answer),
-    Cancel { annotation: Option<String> },
+    Cancel {
+        annotation: Option<String>,
+    },
     /// Remaining becomes this long from now; it is also the new full length.
-    SetTimeout { ms: Millis },
+    SetTimeout {
+        ms: Millis,
+    },
     /// Remaining grows (or shrinks) by this much, never below one second.
-    AddTimeout { ms: Millis },
+    AddTimeout {
+        ms: Millis,
+    },
     Pause,
     Resume,
     Reset,
@@ -215,7 +230,10 @@ impl EventKind {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, EventKind::Submitted | EventKind::Cancelled | EventKind::TimedOut)
+        matches!(
+            self,
+            EventKind::Submitted | EventKind::Cancelled | EventKind::TimedOut
+        )
     }
 }
 
@@ -228,7 +246,10 @@ pub enum Rejection {
 }
 
 pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Rejection {
-    Rejection::Invalid { field: field.into(), message: message.into() }
+    Rejection::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// Who made a change, for the record.
@@ -272,7 +293,12 @@ impl Choice {
 
     /// Apply one command at `now`. On success the choice has changed (version + 1) and the
     /// event kind says how; on rejection nothing has changed.
-    pub fn apply(&mut self, command: Command, actor: &Actor, now: Millis) -> Result<EventKind, Rejection> {
+    pub fn apply(
+        &mut self,
+        command: Command,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<EventKind, Rejection> {
         if self.status.is_final() && !(command == Command::Reset && self.can_start_next_round()) {
             return Err(Rejection::AlreadyFinal);
         }
@@ -284,7 +310,12 @@ impl Choice {
             }
             Command::Cancel { annotation } => {
                 let annotation = bounded_note(annotation, "annotation")?;
-                let outcome = Outcome { annotation, via: Some(actor.via), by: actor.by.clone(), ..Outcome::default() };
+                let outcome = Outcome {
+                    annotation,
+                    via: Some(actor.via),
+                    by: actor.by.clone(),
+                    ..Outcome::default()
+                };
                 self.finish(Status::Cancelled, outcome, now);
                 EventKind::Cancelled
             }
@@ -300,7 +331,10 @@ impl Choice {
                 }
                 let remaining = (self.remaining_ms(now) + ms).max(MIN_TIMEOUT_MS);
                 if remaining > MAX_TIMEOUT_MS {
-                    return Err(invalid("add", "remaining time may not exceed 604800 seconds"));
+                    return Err(invalid(
+                        "add",
+                        "remaining time may not exceed 604800 seconds",
+                    ));
                 }
                 self.set_remaining(remaining, now);
                 self.timeout_ms = (self.timeout_ms + ms).clamp(MIN_TIMEOUT_MS, MAX_TIMEOUT_MS);
@@ -317,7 +351,9 @@ impl Choice {
             }
             Command::Resume => {
                 if self.status != Status::Paused {
-                    return Err(Rejection::Conflict("only a paused choice can be resumed".into()));
+                    return Err(Rejection::Conflict(
+                        "only a paused choice can be resumed".into(),
+                    ));
                 }
                 self.deadline = Some(now + self.paused_remaining.take().unwrap_or(0));
                 self.status = Status::Pending;
@@ -341,9 +377,15 @@ impl Choice {
                 }
                 let (status, selection) = match (self.spec.on_timeout, self.spec.mode) {
                     (_, Mode::Timer) | (OnTimeout::Cancel, _) => (Status::TimedOut, Vec::new()),
-                    (OnTimeout::SubmitDefault, _) => (Status::TimedOut, self.spec.default_selection.clone()),
+                    (OnTimeout::SubmitDefault, _) => {
+                        (Status::TimedOut, self.spec.default_selection.clone())
+                    }
                 };
-                let outcome = Outcome { selection, via: Some(Via::Timeout), ..Outcome::default() };
+                let outcome = Outcome {
+                    selection,
+                    via: Some(Via::Timeout),
+                    ..Outcome::default()
+                };
                 self.finish(status, outcome, now);
                 EventKind::TimedOut
             }
@@ -376,16 +418,25 @@ impl Choice {
         let spec = &self.spec;
         for (i, id) in answer.selection.iter().enumerate() {
             if !spec.options.iter().any(|o| &o.id == id) {
-                return Err(invalid(format!("selection[{i}]"), format!("unknown option {id:?}")));
+                return Err(invalid(
+                    format!("selection[{i}]"),
+                    format!("unknown option {id:?}"),
+                ));
             }
             if answer.selection[..i].contains(id) {
-                return Err(invalid(format!("selection[{i}]"), format!("option {id:?} is selected twice")));
+                return Err(invalid(
+                    format!("selection[{i}]"),
+                    format!("option {id:?} is selected twice"),
+                ));
             }
         }
         let text = match answer.text {
             Some(t) if t.trim().is_empty() => None,
             Some(t) if t.chars().count() > MAX_TEXT => {
-                return Err(invalid("text", format!("text is longer than {MAX_TEXT} characters")));
+                return Err(invalid(
+                    "text",
+                    format!("text is longer than {MAX_TEXT} characters"),
+                ));
             }
             other => other,
         };
@@ -398,7 +449,10 @@ impl Choice {
             }
             Mode::Hybrid => {
                 if n > spec.max_selections || (text.is_none() && n < spec.min_selections.max(1)) {
-                    return Err(invalid("selection", format!("{}, or write an answer", selection_bounds(spec))));
+                    return Err(invalid(
+                        "selection",
+                        format!("{}, or write an answer", selection_bounds(spec)),
+                    ));
                 }
             }
             Mode::Text => {
@@ -415,7 +469,10 @@ impl Choice {
         let mut option_annotations = BTreeMap::new();
         for (id, note) in answer.option_annotations {
             if !spec.options.iter().any(|o| o.id == id) {
-                return Err(invalid(format!("option_annotations.{id}"), format!("unknown option {id:?}")));
+                return Err(invalid(
+                    format!("option_annotations.{id}"),
+                    format!("unknown option {id:?}"),
+                ));
             }
             if let Some(note) = bounded_note(Some(note), &format!("option_annotations.{id}"))? {
                 option_annotations.insert(id, note);
@@ -444,9 +501,10 @@ fn selection_bounds(spec: &Spec) -> String {
 fn bounded_note(note: Option<String>, field: &str) -> Result<Option<String>, Rejection> {
     match note {
         Some(n) if n.trim().is_empty() => Ok(None),
-        Some(n) if n.chars().count() > MAX_ANNOTATION => {
-            Err(invalid(field, format!("{field} is longer than {MAX_ANNOTATION} characters")))
-        }
+        Some(n) if n.chars().count() > MAX_ANNOTATION => Err(invalid(
+            field,
+            format!("{field} is longer than {MAX_ANNOTATION} characters"),
+        )),
         other => Ok(other),
     }
 }
@@ -455,14 +513,20 @@ fn check_timeout(field: &str, ms: Millis) -> Result<(), Rejection> {
     if (MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&ms) {
         Ok(())
     } else {
-        Err(invalid(field, format!("{field} must be between 1 and 604800 seconds")))
+        Err(invalid(
+            field,
+            format!("{field} must be between 1 and 604800 seconds"),
+        ))
     }
 }
 
 /// Seconds (possibly fractional) as whole milliseconds, or a rejection naming the field.
 pub fn seconds_to_ms(field: &str, seconds: f64) -> Result<Millis, Rejection> {
     if !seconds.is_finite() || seconds.abs() > 1e12 {
-        return Err(invalid(field, format!("{field} must be a number of seconds")));
+        return Err(invalid(
+            field,
+            format!("{field} must be a number of seconds"),
+        ));
     }
     Ok((seconds * 1000.0).round() as Millis)
 }
@@ -541,21 +605,35 @@ impl TryFrom<CreateRequest> for NewChoice {
         match mode {
             Mode::Single if min != 1 || max != 1 => {
                 return Err(invalid(
-                    if min != 1 { "min_selections" } else { "max_selections" },
+                    if min != 1 {
+                        "min_selections"
+                    } else {
+                        "max_selections"
+                    },
                     "single mode takes exactly one option; use multi",
                 ));
             }
             Mode::Multi | Mode::Hybrid => {
                 if max == 0 || max > n {
-                    return Err(invalid("max_selections", format!("max_selections must be between 1 and {n}")));
+                    return Err(invalid(
+                        "max_selections",
+                        format!("max_selections must be between 1 and {n}"),
+                    ));
                 }
                 if min > max {
-                    return Err(invalid("min_selections", "min_selections may not exceed max_selections"));
+                    return Err(invalid(
+                        "min_selections",
+                        "min_selections may not exceed max_selections",
+                    ));
                 }
             }
             Mode::Text | Mode::Timer if min != 0 || max != 0 => {
                 return Err(invalid(
-                    if min != 0 { "min_selections" } else { "max_selections" },
+                    if min != 0 {
+                        "min_selections"
+                    } else {
+                        "max_selections"
+                    },
                     format!("{} mode takes no selections", mode.as_str()),
                 ));
             }
@@ -572,7 +650,10 @@ impl TryFrom<CreateRequest> for NewChoice {
             }
         }
         if default_selection.len() > max {
-            return Err(invalid("default_selection", format!("at most {max} options may be selected")));
+            return Err(invalid(
+                "default_selection",
+                format!("at most {max} options may be selected"),
+            ));
         }
         let timeout_ms = match req.timeout_seconds {
             None => DEFAULT_TIMEOUT_MS,
@@ -586,7 +667,10 @@ impl TryFrom<CreateRequest> for NewChoice {
         if let Some(p) = &placeholder {
             check_len("placeholder", p, MAX_PLACEHOLDER)?;
         }
-        let source = req.source.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let source = req
+            .source
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         if let Some(s) = &source {
             check_len("source", s, MAX_SOURCE)?;
         }
@@ -609,42 +693,71 @@ impl TryFrom<CreateRequest> for NewChoice {
     }
 }
 
-fn parse_options(mode: Mode, requested: Vec<OptionRequest>) -> Result<Vec<ChoiceOption>, Rejection> {
+fn parse_options(
+    mode: Mode,
+    requested: Vec<OptionRequest>,
+) -> Result<Vec<ChoiceOption>, Rejection> {
     if !mode.has_options() {
         if !requested.is_empty() {
-            return Err(invalid("options", format!("{} mode takes no options", mode.as_str())));
+            return Err(invalid(
+                "options",
+                format!("{} mode takes no options", mode.as_str()),
+            ));
         }
         return Ok(Vec::new());
     }
     if requested.is_empty() || requested.len() > MAX_OPTIONS {
-        return Err(invalid("options", format!("{} mode needs 1 to {MAX_OPTIONS} options", mode.as_str())));
+        return Err(invalid(
+            "options",
+            format!("{} mode needs 1 to {MAX_OPTIONS} options", mode.as_str()),
+        ));
     }
     let mut options: Vec<ChoiceOption> = Vec::with_capacity(requested.len());
     for (i, o) in requested.into_iter().enumerate() {
         let field = |name: &str| format!("options[{i}].{name}");
         if o.id.is_empty() || o.id.chars().count() > MAX_OPTION_ID {
-            return Err(invalid(field("id"), format!("option ids are 1 to {MAX_OPTION_ID} characters")));
+            return Err(invalid(
+                field("id"),
+                format!("option ids are 1 to {MAX_OPTION_ID} characters"),
+            ));
         }
         if o.id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(invalid(field("id"), "option ids may not contain spaces or control characters"));
+            return Err(invalid(
+                field("id"),
+                "option ids may not contain spaces or control characters",
+            ));
         }
         if options.iter().any(|p| p.id == o.id) {
-            return Err(invalid(field("id"), format!("option id {:?} is used twice", o.id)));
+            return Err(invalid(
+                field("id"),
+                format!("option id {:?} is used twice", o.id),
+            ));
         }
-        let label = o.label.filter(|l| !l.trim().is_empty()).unwrap_or_else(|| o.id.clone());
+        let label = o
+            .label
+            .filter(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| o.id.clone());
         check_len(&field("label"), &label, MAX_LABEL)?;
         let description = o.description.filter(|d| !d.is_empty());
         if let Some(d) = &description {
             check_len(&field("description"), d, MAX_DESCRIPTION)?;
         }
-        options.push(ChoiceOption { id: o.id, label, description, recommended: o.recommended });
+        options.push(ChoiceOption {
+            id: o.id,
+            label,
+            description,
+            recommended: o.recommended,
+        });
     }
     Ok(options)
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.chars().count() > max {
-        return Err(invalid(field, format!("{field} is longer than {max} characters")));
+        return Err(invalid(
+            field,
+            format!("{field} is longer than {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -657,19 +770,30 @@ mod tests {
     const T0: Millis = 1_800_000_000_000;
 
     fn web() -> Actor {
-        Actor { via: Via::Web, by: None }
+        Actor {
+            via: Via::Web,
+            by: None,
+        }
     }
 
     fn choice(mode: Mode, timeout_s: f64, on_timeout: OnTimeout) -> Choice {
         let options = match mode {
             Mode::Text | Mode::Timer => None,
-            _ => Some(["yes", "no", "maybe"].map(|id| OptionRequest { id: id.into(), ..Default::default() }).to_vec()),
+            _ => Some(
+                ["yes", "no", "maybe"]
+                    .map(|id| OptionRequest {
+                        id: id.into(),
+                        ..Default::default()
+                    })
+                    .to_vec(),
+            ),
         };
         let req = CreateRequest {
             title: "Deploy?".into(),
             mode: Some(mode),
             options,
-            default_selection: (mode != Mode::Text && mode != Mode::Timer).then(|| vec!["no".into()]),
+            default_selection: (mode != Mode::Text && mode != Mode::Timer)
+                .then(|| vec!["no".into()]),
             on_timeout: Some(on_timeout),
             timeout_seconds: Some(timeout_s),
             ..Default::default()
@@ -678,34 +802,53 @@ mod tests {
     }
 
     fn submit(ids: &[&str]) -> Command {
-        Command::Submit(Answer { selection: ids.iter().map(|s| s.to_string()).collect(), ..Answer::default() })
+        Command::Submit(Answer {
+            selection: ids.iter().map(|s| s.to_string()).collect(),
+            ..Answer::default()
+        })
     }
 
     #[test]
     fn pause_freezes_and_resume_restarts_from_the_frozen_value() {
         let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
         assert_eq!(c.remaining_ms(T0 + 10_000), 50_000);
-        assert_eq!(c.apply(Command::Pause, &web(), T0 + 10_000), Ok(EventKind::Paused));
+        assert_eq!(
+            c.apply(Command::Pause, &web(), T0 + 10_000),
+            Ok(EventKind::Paused)
+        );
         assert_eq!(c.remaining_ms(T0 + 99_000), 50_000);
-        assert!(matches!(c.apply(Command::Pause, &web(), T0 + 11_000), Err(Rejection::Conflict(_))));
-        assert_eq!(c.apply(Command::Resume, &web(), T0 + 100_000), Ok(EventKind::Resumed));
+        assert!(matches!(
+            c.apply(Command::Pause, &web(), T0 + 11_000),
+            Err(Rejection::Conflict(_))
+        ));
+        assert_eq!(
+            c.apply(Command::Resume, &web(), T0 + 100_000),
+            Ok(EventKind::Resumed)
+        );
         assert_eq!(c.deadline, Some(T0 + 150_000));
-        assert!(matches!(c.apply(Command::Resume, &web(), T0 + 100_000), Err(Rejection::Conflict(_))));
+        assert!(matches!(
+            c.apply(Command::Resume, &web(), T0 + 100_000),
+            Err(Rejection::Conflict(_))
+        ));
     }
 
     #[test]
     fn add_timeout_never_leaves_less_than_a_second() {
         let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
-        c.apply(Command::AddTimeout { ms: -3_600_000 }, &web(), T0).expect("applies");
+        c.apply(Command::AddTimeout { ms: -3_600_000 }, &web(), T0)
+            .expect("applies");
         assert_eq!(c.remaining_ms(T0), 1_000);
-        c.apply(Command::AddTimeout { ms: 60_000 }, &web(), T0).expect("applies");
+        c.apply(Command::AddTimeout { ms: 60_000 }, &web(), T0)
+            .expect("applies");
         assert_eq!(c.remaining_ms(T0), 61_000);
     }
 
     #[test]
     fn set_timeout_rejects_out_of_range_values_and_names_the_field() {
         let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
-        let err = c.apply(Command::SetTimeout { ms: 0 }, &web(), T0).unwrap_err();
+        let err = c
+            .apply(Command::SetTimeout { ms: 0 }, &web(), T0)
+            .unwrap_err();
         assert!(matches!(err, Rejection::Invalid { ref field, .. } if field == "seconds"));
         assert_eq!(c.version, 1);
     }
@@ -713,8 +856,14 @@ mod tests {
     #[test]
     fn expire_submits_the_default_or_cancels() {
         let mut c = choice(Mode::Single, 5.0, OnTimeout::SubmitDefault);
-        assert!(matches!(c.apply(Command::Expire, &web(), T0 + 4_999), Err(Rejection::Conflict(_))));
-        assert_eq!(c.apply(Command::Expire, &web(), T0 + 5_000), Ok(EventKind::TimedOut));
+        assert!(matches!(
+            c.apply(Command::Expire, &web(), T0 + 4_999),
+            Err(Rejection::Conflict(_))
+        ));
+        assert_eq!(
+            c.apply(Command::Expire, &web(), T0 + 5_000),
+            Ok(EventKind::TimedOut)
+        );
         let result = c.result.clone().expect("final");
         assert_eq!(result.selection, vec!["no".to_string()]);
         assert_eq!(result.via, Some(Via::Timeout));
@@ -728,22 +877,44 @@ mod tests {
     #[test]
     fn submit_checks_the_selection_against_the_options_and_bounds() {
         let mut c = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
-        assert!(matches!(c.apply(submit(&["nope"]), &web(), T0), Err(Rejection::Invalid { field, .. }) if field == "selection[0]"));
-        assert!(matches!(c.apply(submit(&["yes", "no"]), &web(), T0), Err(Rejection::Invalid { field, .. }) if field == "selection"));
-        assert!(matches!(c.apply(submit(&[]), &web(), T0), Err(Rejection::Invalid { .. })));
-        assert_eq!(c.apply(submit(&["yes"]), &web(), T0), Ok(EventKind::Submitted));
-        assert_eq!(c.apply(submit(&["yes"]), &web(), T0), Err(Rejection::AlreadyFinal));
+        assert!(
+            matches!(c.apply(submit(&["nope"]), &web(), T0), Err(Rejection::Invalid { field, .. }) if field == "selection[0]")
+        );
+        assert!(
+            matches!(c.apply(submit(&["yes", "no"]), &web(), T0), Err(Rejection::Invalid { field, .. }) if field == "selection")
+        );
+        assert!(matches!(
+            c.apply(submit(&[]), &web(), T0),
+            Err(Rejection::Invalid { .. })
+        ));
+        assert_eq!(
+            c.apply(submit(&["yes"]), &web(), T0),
+            Ok(EventKind::Submitted)
+        );
+        assert_eq!(
+            c.apply(submit(&["yes"]), &web(), T0),
+            Err(Rejection::AlreadyFinal)
+        );
     }
 
     #[test]
     fn a_rung_timer_starts_its_next_round_on_reset() {
         let mut t = choice(Mode::Timer, 2.0, OnTimeout::SubmitDefault);
         t.apply(Command::Expire, &web(), T0 + 2_000).expect("due");
-        assert_eq!(t.apply(Command::Reset, &web(), T0 + 3_000), Ok(EventKind::Reset));
-        assert_eq!((t.status, t.round, t.deadline), (Status::Pending, 2, Some(T0 + 5_000)));
+        assert_eq!(
+            t.apply(Command::Reset, &web(), T0 + 3_000),
+            Ok(EventKind::Reset)
+        );
+        assert_eq!(
+            (t.status, t.round, t.deadline),
+            (Status::Pending, 2, Some(T0 + 5_000))
+        );
         let mut c = choice(Mode::Single, 2.0, OnTimeout::SubmitDefault);
         c.apply(Command::Expire, &web(), T0 + 2_000).expect("due");
-        assert_eq!(c.apply(Command::Reset, &web(), T0 + 3_000), Err(Rejection::AlreadyFinal));
+        assert_eq!(
+            c.apply(Command::Reset, &web(), T0 + 3_000),
+            Err(Rejection::AlreadyFinal)
+        );
     }
 
     #[test]
@@ -752,11 +923,24 @@ mod tests {
             Err(Rejection::Invalid { field, .. }) => field,
             other => panic!("expected invalid, got {other:?}"),
         };
-        let opt = |id: &str| OptionRequest { id: id.into(), ..Default::default() };
+        let opt = |id: &str| OptionRequest {
+            id: id.into(),
+            ..Default::default()
+        };
         assert_eq!(field_of(CreateRequest::default()), "title");
-        assert_eq!(field_of(CreateRequest { title: "x".into(), ..Default::default() }), "options");
         assert_eq!(
-            field_of(CreateRequest { title: "x".into(), options: Some(vec![opt("a"), opt("a")]), ..Default::default() }),
+            field_of(CreateRequest {
+                title: "x".into(),
+                ..Default::default()
+            }),
+            "options"
+        );
+        assert_eq!(
+            field_of(CreateRequest {
+                title: "x".into(),
+                options: Some(vec![opt("a"), opt("a")]),
+                ..Default::default()
+            }),
             "options[1].id"
         );
         assert_eq!(
@@ -794,7 +978,13 @@ mod tests {
     }
 
     fn any_mode() -> impl Strategy<Value = Mode> {
-        prop_oneof![Just(Mode::Single), Just(Mode::Multi), Just(Mode::Hybrid), Just(Mode::Text), Just(Mode::Timer)]
+        prop_oneof![
+            Just(Mode::Single),
+            Just(Mode::Multi),
+            Just(Mode::Hybrid),
+            Just(Mode::Text),
+            Just(Mode::Timer)
+        ]
     }
 
     proptest! {

@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::server::{self, Config};
 
 #[derive(Parser, Debug)]
-#[command(name = "choiceboard", version, about = "Programs ask people to decide, with a countdown the server owns.")]
+#[command(
+    name = "choiceboard",
+    version,
+    about = "Programs ask people to decide, with a countdown the server owns."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,7 +33,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHOICEBOARD_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
     /// `sqlite://FILE` (created if missing) or `postgres://USER:PASS@HOST/DB`.
-    #[arg(long, env = "CHOICEBOARD_DATABASE", default_value = "sqlite://choiceboard.db")]
+    #[arg(
+        long,
+        env = "CHOICEBOARD_DATABASE",
+        default_value = "sqlite://choiceboard.db"
+    )]
     pub database: String,
     /// The origin people reach this server at, used in links (default: http://BIND).
     #[arg(long, env = "CHOICEBOARD_PUBLIC_URL")]
@@ -40,7 +48,10 @@ pub struct ServeArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("choiceboard: cannot start the runtime: {e}");
@@ -76,7 +87,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
-    let config = Config { database: args.database, public_url: args.public_url };
+    let config = Config {
+        database: args.database,
+        public_url: args.public_url,
+    };
     server::run(listener, config, shutdown_signal()).await?;
     Ok(0)
 }

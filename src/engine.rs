@@ -58,7 +58,11 @@ struct Inner {
 
 enum Op {
     Create(Choice),
-    Command { id: String, command: Command, actor: Actor },
+    Command {
+        id: String,
+        command: Command,
+        actor: Actor,
+    },
 }
 
 struct Job {
@@ -111,7 +115,11 @@ impl Engine {
     }
 
     pub fn add_subscriber(&self, subscriber: Arc<dyn Subscriber>) {
-        self.inner.subscribers.write().unwrap_or_else(|e| e.into_inner()).push(subscriber);
+        self.inner
+            .subscribers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(subscriber);
     }
 
     pub fn pending_deadlines(&self) -> usize {
@@ -123,14 +131,28 @@ impl Engine {
         self.submit_job(Op::Create(choice)).await
     }
 
-    pub async fn command(&self, id: &str, command: Command, actor: Actor) -> Result<Arc<Choice>, EngineError> {
-        self.submit_job(Op::Command { id: id.to_string(), command, actor }).await
+    pub async fn command(
+        &self,
+        id: &str,
+        command: Command,
+        actor: Actor,
+    ) -> Result<Arc<Choice>, EngineError> {
+        self.submit_job(Op::Command {
+            id: id.to_string(),
+            command,
+            actor,
+        })
+        .await
     }
 
     async fn submit_job(&self, op: Op) -> Result<Arc<Choice>, EngineError> {
         let (reply, answer) = oneshot::channel();
         let gone = || EngineError::Internal(anyhow::anyhow!("the writer has stopped"));
-        self.inner.jobs.send(Job { op, reply }).await.map_err(|_| gone())?;
+        self.inner
+            .jobs
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -176,7 +198,12 @@ impl Inner {
         self.last_seq.fetch_max(change.event.seq, Ordering::AcqRel);
         let c = &change.choice;
         self.scheduler.arm(&c.id, c.deadline);
-        for subscriber in self.subscribers.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        for subscriber in self
+            .subscribers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             subscriber.changed(&change);
         }
         // No receivers is fine: nobody is waiting.
@@ -188,8 +215,12 @@ impl Expire for Inner {
     fn expire(self: Arc<Self>, id: String) {
         let engine = Engine { inner: self };
         tokio::spawn(async move {
-            let actor = Actor { via: Via::Timeout, by: None };
-            if let Err(EngineError::Internal(e)) = engine.command(&id, Command::Expire, actor).await {
+            let actor = Actor {
+                via: Via::Timeout,
+                by: None,
+            };
+            if let Err(EngineError::Internal(e)) = engine.command(&id, Command::Expire, actor).await
+            {
                 // The deadline stays ours: try again shortly rather than leave it pending.
                 tracing::error!(choice = %id, error = %format!("{e:#}"), "expiring failed; retrying in 1 s");
                 engine.inner.scheduler.arm(&id, Some(now_ms() + 1_000));
@@ -217,7 +248,9 @@ async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), jobs = batch.len(), "a write batch failed; nothing in it was stored");
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(EngineError::Internal(anyhow::anyhow!("{e:#}"))));
+                    let _ = job
+                        .reply
+                        .send(Err(EngineError::Internal(anyhow::anyhow!("{e:#}"))));
                 }
             }
         }
@@ -226,9 +259,13 @@ async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
 
 /// Applies every op in one transaction. The outer error means nothing was stored; inner ones
 /// are the ops' own refusals.
-async fn write_batch(store: &Store, ops: &[&Op]) -> anyhow::Result<Vec<Result<Arc<Change>, EngineError>>> {
+async fn write_batch(
+    store: &Store,
+    ops: &[&Op],
+) -> anyhow::Result<Vec<Result<Arc<Change>, EngineError>>> {
     let mut tx = store.begin().await?;
-    let mut applied: Vec<Result<(EventKind, Choice, i64), EngineError>> = Vec::with_capacity(ops.len());
+    let mut applied: Vec<Result<(EventKind, Choice, i64), EngineError>> =
+        Vec::with_capacity(ops.len());
     for op in ops {
         let now = now_ms();
         applied.push(match op {
@@ -236,7 +273,9 @@ async fn write_batch(store: &Store, ops: &[&Op]) -> anyhow::Result<Vec<Result<Ar
                 tx.insert(choice).await?;
                 Ok((EventKind::Created, choice.clone(), choice.created_at))
             }
-            Op::Command { id, command, actor } => apply_command(&mut tx, id, command, actor, now).await?,
+            Op::Command { id, command, actor } => {
+                apply_command(&mut tx, id, command, actor, now).await?
+            }
         });
     }
     // Events are appended after every row is written, so on PostgreSQL the seq lock is held
@@ -247,10 +286,18 @@ async fn write_batch(store: &Store, ops: &[&Op]) -> anyhow::Result<Vec<Result<Ar
         results.push(match item {
             Ok((kind, choice, at)) => {
                 let data = crate::json::event_data(kind, &choice, at);
-                let event = NewEvent { at, choice_id: Some(&choice.id), kind: kind.as_str(), data };
+                let event = NewEvent {
+                    at,
+                    choice_id: Some(&choice.id),
+                    kind: kind.as_str(),
+                    data,
+                };
                 let event = tx.append(event).await?;
                 last_seq = Some(event.seq);
-                Ok(Arc::new(Change { event, choice: Arc::new(choice) }))
+                Ok(Arc::new(Change {
+                    event,
+                    choice: Arc::new(choice),
+                }))
             }
             Err(e) => Err(e),
         });
@@ -267,7 +314,9 @@ async fn apply_command(
     now: i64,
 ) -> anyhow::Result<Result<(EventKind, Choice, i64), EngineError>> {
     for _ in 0..MAX_VERSION_RETRIES {
-        let Some(mut choice) = tx.load(id).await? else { return Ok(Err(EngineError::NotFound)) };
+        let Some(mut choice) = tx.load(id).await? else {
+            return Ok(Err(EngineError::NotFound));
+        };
         let read_version = choice.version;
         let kind = match choice.apply(command.clone(), actor, now) {
             Ok(kind) => kind,
@@ -277,7 +326,9 @@ async fn apply_command(
             return Ok(Ok((kind, choice, now)));
         }
     }
-    Ok(Err(EngineError::Rejected(Rejection::Conflict("the choice is changing too fast; try again".into()))))
+    Ok(Err(EngineError::Rejected(Rejection::Conflict(
+        "the choice is changing too fast; try again".into(),
+    ))))
 }
 
 /// A new choice id: 128 random bits, URL-safe base64 (22 characters).

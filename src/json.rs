@@ -8,7 +8,11 @@ use crate::clock::{Millis, rfc3339};
 
 /// Seconds as a JSON number: whole seconds print as integers, the rest with milliseconds.
 pub fn seconds(ms: Millis) -> Value {
-    if ms % 1000 == 0 { json!(ms / 1000) } else { json!(ms as f64 / 1000.0) }
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
 }
 
 fn instant(ms: Option<Millis>) -> Value {

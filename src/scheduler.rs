@@ -50,7 +50,8 @@ impl Scheduler {
         if let Some(p) = previous {
             state.by_time.remove(&(p, id.to_string()));
         }
-        let now_first = deadline.is_some_and(|d| state.by_time.first().is_none_or(|(first, _)| d < *first));
+        let now_first =
+            deadline.is_some_and(|d| state.by_time.first().is_none_or(|(first, _)| d < *first));
         if let Some(d) = deadline {
             state.by_time.insert((d, id.to_string()));
         }
@@ -61,7 +62,12 @@ impl Scheduler {
     }
 
     pub fn len(&self) -> usize {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).by_id.len()
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,12 +94,16 @@ impl Scheduler {
     pub async fn run<E: Expire>(self, target: Weak<E>) {
         loop {
             let (due, next) = self.take_due(now_ms());
-            let Some(target) = target.upgrade() else { return };
+            let Some(target) = target.upgrade() else {
+                return;
+            };
             for id in due {
                 target.clone().expire(id);
             }
             drop(target);
-            let sleep = next.map_or(MAX_SLEEP, |d| Duration::from_millis((d - now_ms()).max(0) as u64).min(MAX_SLEEP));
+            let sleep = next.map_or(MAX_SLEEP, |d| {
+                Duration::from_millis((d - now_ms()).max(0) as u64).min(MAX_SLEEP)
+            });
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.shared.changed.notified() => {}

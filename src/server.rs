@@ -30,9 +30,14 @@ pub async fn run(
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };
-    let state = AppState { engine, settings: Arc::new(Settings { public_url }) };
+    let state = AppState {
+        engine,
+        settings: Arc::new(Settings { public_url }),
+    };
     tracing::info!(%addr, database = %redact(&config.database), "choiceboard is serving");
-    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 

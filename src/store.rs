@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Any, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::choice::Choice;
 use crate::clock::Millis;
@@ -23,16 +23,19 @@ const INSERT_CHOICE: &str = "INSERT INTO choices (id, status, deadline_ms, creat
 /// The version check: the row changes only if nobody changed it since it was read.
 const UPDATE_CHOICE: &str = "UPDATE choices SET status = $2, deadline_ms = $3, resolved_ms = $4, version = $5, state = $6 \
      WHERE id = $1 AND version = $7";
-const INSERT_EVENT: &str = "INSERT INTO events (at_ms, choice_id, type, data) VALUES ($1, $2, $3, $4) RETURNING seq";
+const INSERT_EVENT: &str =
+    "INSERT INTO events (at_ms, choice_id, type, data) VALUES ($1, $2, $3, $4) RETURNING seq";
 const LIST_ACTIVE: &str = "SELECT state FROM choices WHERE status IN ('pending', 'paused') \
      ORDER BY created_ms DESC, id LIMIT $1";
 const LIST_FINAL: &str = "SELECT state FROM choices WHERE status NOT IN ('pending', 'paused') \
      ORDER BY resolved_ms DESC, id LIMIT $1";
 const LIST_ALL: &str = "SELECT state FROM choices ORDER BY created_ms DESC, id LIMIT $1";
 const PENDING_DEADLINES: &str = "SELECT id, deadline_ms FROM choices WHERE status = 'pending'";
-const EVENTS_AFTER: &str = "SELECT seq, at_ms, choice_id, type, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const EVENTS_AFTER: &str =
+    "SELECT seq, at_ms, choice_id, type, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
 const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
-const COUNT_RESOLVED_SINCE: &str = "SELECT status, COUNT(*) FROM choices WHERE resolved_ms >= $1 GROUP BY status";
+const COUNT_RESOLVED_SINCE: &str =
+    "SELECT status, COUNT(*) FROM choices WHERE resolved_ms >= $1 GROUP BY status";
 /// PostgreSQL draws seqs from a sequence, and two transactions may commit them out of order: a
 /// poller that has read seq 6 would then never see a 5 committed a moment later. Each batch
 /// takes this transaction-scoped lock right before it inserts its events, and holds it until
@@ -102,7 +105,8 @@ impl Store {
             }
             _ => url.to_string(),
         };
-        let options = AnyConnectOptions::from_str(&url).with_context(|| format!("bad database URL {url:?}"))?;
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("bad database URL {url:?}"))?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 8,
@@ -139,11 +143,18 @@ impl Store {
 
     pub async fn begin(&self) -> anyhow::Result<Batch> {
         let tx = self.pool.begin().await.context("begin")?;
-        Ok(Batch { tx, backend: self.backend, seq_locked: false })
+        Ok(Batch {
+            tx,
+            backend: self.backend,
+            seq_locked: false,
+        })
     }
 
     pub async fn get(&self, id: &str) -> anyhow::Result<Option<Choice>> {
-        let row = sqlx::query(SELECT_CHOICE).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(SELECT_CHOICE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode_choice(&r)).transpose()
     }
 
@@ -161,17 +172,23 @@ impl Store {
     pub async fn pending_deadlines(&self) -> anyhow::Result<Vec<(String, Millis)>> {
         let rows = sqlx::query(PENDING_DEADLINES).fetch_all(&self.pool).await?;
         rows.iter()
-            .filter_map(|r| match (r.try_get::<String, _>(0), r.try_get::<Option<i64>, _>(1)) {
-                (Ok(id), Ok(Some(deadline))) => Some(Ok((id, deadline))),
-                (Ok(_), Ok(None)) => None,
-                (Err(e), _) | (_, Err(e)) => Some(Err(e.into())),
-            })
+            .filter_map(
+                |r| match (r.try_get::<String, _>(0), r.try_get::<Option<i64>, _>(1)) {
+                    (Ok(id), Ok(Some(deadline))) => Some(Ok((id, deadline))),
+                    (Ok(_), Ok(None)) => None,
+                    (Err(e), _) | (_, Err(e)) => Some(Err(e.into())),
+                },
+            )
             .collect()
     }
 
     /// Events after `since`, oldest first, at most `limit`.
     pub async fn events_after(&self, since: i64, limit: i64) -> anyhow::Result<Vec<LogEvent>> {
-        let rows = sqlx::query(EVENTS_AFTER).bind(since).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(EVENTS_AFTER)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode_event).collect()
     }
 
@@ -181,8 +198,13 @@ impl Store {
 
     /// How many choices reached each final status since `since` (the dashboard's counts).
     pub async fn resolved_since(&self, since: Millis) -> anyhow::Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(COUNT_RESOLVED_SINCE).bind(since).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        let rows = sqlx::query(COUNT_RESOLVED_SINCE)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {
@@ -200,7 +222,10 @@ pub struct Batch {
 
 impl Batch {
     pub async fn load(&mut self, id: &str) -> anyhow::Result<Option<Choice>> {
-        let row = sqlx::query(SELECT_CHOICE).bind(id).fetch_optional(&mut *self.tx).await?;
+        let row = sqlx::query(SELECT_CHOICE)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         row.map(|r| decode_choice(&r)).transpose()
     }
 
@@ -260,7 +285,10 @@ impl Batch {
     /// commit, never one per event: NOTIFY takes a global lock at commit).
     pub async fn commit(mut self, last_seq: Option<i64>) -> anyhow::Result<()> {
         if let (Backend::Postgres, Some(seq)) = (self.backend, last_seq) {
-            sqlx::query(PG_NOTIFY).bind(seq.to_string()).execute(&mut *self.tx).await?;
+            sqlx::query(PG_NOTIFY)
+                .bind(seq.to_string())
+                .execute(&mut *self.tx)
+                .await?;
         }
         self.tx.commit().await.context("commit")?;
         Ok(())

@@ -19,7 +19,12 @@ pub const MAX_LIST: i64 = 1000;
 impl AppState {
     /// A choice as the API shows it, at this moment, with who is watching it.
     pub fn choice_json(&self, choice: &Choice) -> Value {
-        crate::json::choice(choice, now_ms(), &self.settings.public_url, &Presence::default())
+        crate::json::choice(
+            choice,
+            now_ms(),
+            &self.settings.public_url,
+            &Presence::default(),
+        )
     }
 }
 
@@ -28,10 +33,18 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
     let new = NewChoice::try_from(request)?;
     let choice = state.engine.create(new).await?;
     let location = format!("/api/choices/{}", choice.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(state.choice_json(&choice))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(state.choice_json(&choice)),
+    )
+        .into_response())
 }
 
-pub async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, AppError> {
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
     let choice = state.engine.get(&id).await?;
     Ok(Json(state.choice_json(&choice)))
 }
@@ -41,11 +54,18 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
         "active" => ListFilter::Active,
         "final" => ListFilter::Final,
         "all" => ListFilter::All,
-        _ => return Err(AppError::invalid("status", "status must be active, final or all")),
+        _ => {
+            return Err(AppError::invalid(
+                "status",
+                "status must be active, final or all",
+            ));
+        }
     };
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
     let choices = state.engine.store().list(filter, limit).await?;
-    Ok(Json(json!({ "choices": choices.iter().map(|c| state.choice_json(c)).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "choices": choices.iter().map(|c| state.choice_json(c)).collect::<Vec<_>>() }),
+    ))
 }
 
 pub async fn wait(
@@ -54,13 +74,19 @@ pub async fn wait(
     params: Params,
 ) -> Result<Json<Value>, AppError> {
     let timeout = params.seconds("timeout", 0.0, 3600.0, 60.0)?;
-    let choice = state.engine.wait_final(&id, Duration::from_secs_f64(timeout)).await?;
+    let choice = state
+        .engine
+        .wait_final(&id, Duration::from_secs_f64(timeout))
+        .await?;
     Ok(Json(state.choice_json(&choice)))
 }
 
 /// Polling: the events after `since`, oldest first, and the active choices now. Passing the
 /// returned cursor as the next `since` never skips or repeats an event.
-pub async fn status(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
+pub async fn status(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Json<Value>, AppError> {
     let since = params.int("since", 0, i64::MAX, 0)?;
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
     let store = state.engine.store();

@@ -42,7 +42,10 @@ impl CommandBody {
         for (key, value) in form_urlencoded::parse(bytes) {
             let number = |v: &str| match v.trim() {
                 "" => Ok(None),
-                v => v.parse::<f64>().map(Some).map_err(|_| AppError::invalid(&key, format!("{key} must be a number"))),
+                v => v
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| AppError::invalid(&key, format!("{key} must be a number"))),
             };
             match &*key {
                 "selection" => selection.push(value.into_owned()),
@@ -53,7 +56,8 @@ impl CommandBody {
                 "minutes" => body.seconds = number(&value)?.map(|m| m * 60.0),
                 _ => {
                     if let Some(id) = key.strip_prefix("note.") {
-                        body.option_annotations.insert(id.to_string(), value.into_owned());
+                        body.option_annotations
+                            .insert(id.to_string(), value.into_owned());
                     }
                 }
             }
@@ -64,7 +68,10 @@ impl CommandBody {
 
     /// Reads a body by its content type; JSON when it says so or looks like it.
     pub fn from_request(headers: &HeaderMap, bytes: &[u8]) -> Result<CommandBody, AppError> {
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let trimmed = bytes.trim_ascii_start();
         if trimmed.is_empty() {
             Ok(CommandBody::default())
@@ -88,11 +95,22 @@ impl CommandBody {
                 annotation: self.annotation,
                 option_annotations: self.option_annotations,
             }),
-            "cancel" => Command::Cancel { annotation: self.annotation },
+            "cancel" => Command::Cancel {
+                annotation: self.annotation,
+            },
             "timeout" => match (self.seconds, self.add) {
-                (Some(seconds), _) => Command::SetTimeout { ms: seconds_to_ms("seconds", seconds)? },
-                (None, Some(add)) => Command::AddTimeout { ms: seconds_to_ms("add", add)? },
-                (None, None) => return Err(AppError::invalid("seconds", "give seconds (the new remaining time) or add")),
+                (Some(seconds), _) => Command::SetTimeout {
+                    ms: seconds_to_ms("seconds", seconds)?,
+                },
+                (None, Some(add)) => Command::AddTimeout {
+                    ms: seconds_to_ms("add", add)?,
+                },
+                (None, None) => {
+                    return Err(AppError::invalid(
+                        "seconds",
+                        "give seconds (the new remaining time) or add",
+                    ));
+                }
             },
             "pause" => Command::Pause,
             "resume" => Command::Resume,
@@ -109,15 +127,30 @@ pub async fn command(
     Body(body): Body,
 ) -> Response {
     let wants = Wants::of(&headers);
-    let via = if wants == Wants::Json { Via::Api } else { Via::Web };
+    let via = if wants == Wants::Json {
+        Via::Api
+    } else {
+        Via::Web
+    };
     let result = async {
         let command = CommandBody::from_request(&headers, &body)?.into_command(&action)?;
-        Ok::<_, AppError>(state.engine.command(&id, command, Actor { via, by: None }).await?)
+        Ok::<_, AppError>(
+            state
+                .engine
+                .command(&id, command, Actor { via, by: None })
+                .await?,
+        )
     }
     .await;
     match (result, wants) {
-        (Ok(choice), Wants::Json | Wants::Fragment) => Json(state.choice_json(&choice)).into_response(),
-        (Ok(_), Wants::Redirect) => (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/choice/{id}"))]).into_response(),
+        (Ok(choice), Wants::Json | Wants::Fragment) => {
+            Json(state.choice_json(&choice)).into_response()
+        }
+        (Ok(_), Wants::Redirect) => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/choice/{id}"))],
+        )
+            .into_response(),
         (Err(e), Wants::Json | Wants::Fragment) => e.into_response(),
         (Err(e), Wants::Redirect) => e.into_html(|e| {
             maud::html! {

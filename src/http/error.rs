@@ -19,15 +19,23 @@ pub enum AppError {
     AlreadyFinal,
     Conflict(String),
     TooLarge,
-    Invalid { field: Option<String>, message: String },
-    RateLimited { retry_after_secs: u64 },
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Unavailable(String),
     Internal(anyhow::Error),
 }
 
 impl AppError {
     pub fn invalid(field: &str, message: impl Into<String>) -> AppError {
-        AppError::Invalid { field: Some(field.to_string()), message: message.into() }
+        AppError::Invalid {
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -65,10 +73,14 @@ impl AppError {
         match self {
             AppError::Malformed(m) | AppError::Conflict(m) | AppError::Unavailable(m) => m.clone(),
             AppError::Invalid { message, .. } => message.clone(),
-            AppError::Unauthorized => "a valid token is required (Authorization: Bearer TOKEN)".into(),
+            AppError::Unauthorized => {
+                "a valid token is required (Authorization: Bearer TOKEN)".into()
+            }
             AppError::ForbiddenOrigin => "this request came from another site".into(),
             AppError::NotFound => "no such choice".into(),
-            AppError::AlreadyFinal => "the choice is already submitted, cancelled or timed out".into(),
+            AppError::AlreadyFinal => {
+                "the choice is already submitted, cancelled or timed out".into()
+            }
             AppError::TooLarge => "the request body is too large".into(),
             AppError::RateLimited { retry_after_secs } => {
                 format!("too many requests; try again in {retry_after_secs} s")
@@ -94,7 +106,9 @@ impl AppError {
     /// Headers every rendering of this error carries.
     fn decorate(&self, mut response: Response) -> Response {
         if let AppError::RateLimited { retry_after_secs } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         response
     }
@@ -123,7 +137,10 @@ impl From<Rejection> for AppError {
         match r {
             Rejection::AlreadyFinal => AppError::AlreadyFinal,
             Rejection::Conflict(m) => AppError::Conflict(m),
-            Rejection::Invalid { field, message } => AppError::Invalid { field: Some(field), message },
+            Rejection::Invalid { field, message } => AppError::Invalid {
+                field: Some(field),
+                message,
+            },
         }
     }
 }

@@ -72,39 +72,58 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
 impl Params {
     pub fn text(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// An integer parameter within `min..=max`, or `default` when absent.
     pub fn int(&self, name: &str, min: i64, max: i64, default: i64) -> Result<i64, AppError> {
-        let Some(raw) = self.text(name) else { return Ok(default) };
+        let Some(raw) = self.text(name) else {
+            return Ok(default);
+        };
         match raw.parse::<i64>() {
             Ok(v) if (min..=max).contains(&v) => Ok(v),
-            _ => Err(AppError::invalid(name, format!("{name} must be a whole number from {min} to {max}"))),
+            _ => Err(AppError::invalid(
+                name,
+                format!("{name} must be a whole number from {min} to {max}"),
+            )),
         }
     }
 
     /// A number of seconds within `min..=max` (fractions allowed), or `default` when absent.
     pub fn seconds(&self, name: &str, min: f64, max: f64, default: f64) -> Result<f64, AppError> {
-        let Some(raw) = self.text(name) else { return Ok(default) };
+        let Some(raw) = self.text(name) else {
+            return Ok(default);
+        };
         match raw.parse::<f64>() {
             Ok(v) if v.is_finite() && v >= min && v <= max => Ok(v),
-            _ => Err(AppError::invalid(name, format!("{name} must be a number of seconds from {min} to {max}"))),
+            _ => Err(AppError::invalid(
+                name,
+                format!("{name} must be a number of seconds from {min} to {max}"),
+            )),
         }
     }
 }
 
 /// Parses a JSON object body into `T`; a type error names the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| AppError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| AppError::Malformed(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(AppError::Invalid { field: None, message: "the body must be a JSON object".into() });
+        return Err(AppError::Invalid {
+            field: None,
+            message: "the body must be a JSON object".into(),
+        });
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let message = e.inner().to_string();
-        AppError::Invalid { field: (field != ".").then_some(field), message }
+        AppError::Invalid {
+            field: (field != ".").then_some(field),
+            message,
+        }
     })
 }
 
@@ -122,11 +141,16 @@ pub enum Wants {
 impl Wants {
     pub fn of(headers: &HeaderMap) -> Wants {
         let has = |name: header::HeaderName, needle: &str| {
-            headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains(needle))
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(needle))
         };
         if headers.get("hx-request").is_some_and(|v| v == "true") {
             Wants::Fragment
-        } else if has(header::CONTENT_TYPE, "application/json") || has(header::ACCEPT, "application/json") {
+        } else if has(header::CONTENT_TYPE, "application/json")
+            || has(header::ACCEPT, "application/json")
+        {
             Wants::Json
         } else {
             Wants::Redirect

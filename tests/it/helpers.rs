@@ -1,0 +1,240 @@
+//! `TestApp`: the real server on 127.0.0.1:0 with a temp SQLite file, and a client for it.
+#![allow(dead_code)] // not every test module uses every helper
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    pub database: String,
+    _dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = format!("sqlite://{}", dir.path().join("choiceboard.db").display());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let config = choiceboard::server::Config {
+            database: database.clone(),
+            public_url: None,
+        };
+        let server = tokio::spawn(choiceboard::server::run(listener, config, async {
+            let _ = rx.await;
+        }));
+        let app = TestApp {
+            addr,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            database,
+            _dir: dir,
+            shutdown: Some(tx),
+            server: Some(server),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.client.get(self.url("/healthz")).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the server did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+    }
+
+    /// Creates a choice; panics unless the server answers 201.
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, json) = self.post_json("/api/choices", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "create failed: {json}");
+        json
+    }
+
+    /// A single-choice question with options yes/no, default no.
+    pub async fn create_yes_no(&self, timeout_seconds: f64) -> Value {
+        self.create(json!({
+            "title": "Deploy?",
+            "options": [{"id": "yes"}, {"id": "no"}],
+            "default_selection": ["no"],
+            "timeout_seconds": timeout_seconds,
+        }))
+        .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A command as a program sends it: JSON in, JSON out.
+    pub async fn command(&self, id: &str, action: &str, body: Value) -> (StatusCode, Value) {
+        self.post_json(&format!("/choice/{id}/{action}"), &body)
+            .await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn choice(&self, id: &str) -> Value {
+        let (status, json) = self.get_json(&format!("/api/choices/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "get failed: {json}");
+        json
+    }
+
+    /// Every event after `since`, following the cursor to the end.
+    pub async fn all_events(&self, mut since: i64) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let (_, page) = self
+                .get_json(&format!("/api/status?since={since}&limit=1000"))
+                .await;
+            let batch = page["events"].as_array().cloned().unwrap_or_default();
+            since = page["cursor"].as_i64().expect("cursor");
+            if batch.is_empty() {
+                return events;
+            }
+            events.extend(batch);
+        }
+    }
+}
+
+pub fn id_of(choice: &Value) -> String {
+    choice["id"].as_str().expect("id").to_string()
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+pub fn field(body: &Value) -> &str {
+    body["error"]["field"].as_str().unwrap_or("")
+}
+
+/// Unix milliseconds of an RFC 3339 UTC instant as the server writes them (`...T10:05:00.000Z`).
+pub fn rfc3339_ms(s: &str) -> i64 {
+    let num = |r: std::ops::Range<usize>| -> i64 { s[r].parse().expect("a number in the instant") };
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + num(11..13)) * 60 + num(14..16)) * 60_000 + num(17..19) * 1000 + num(20..23)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// The real `choiceboard` binary as a child process, for tests that kill it.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `choiceboard serve` on a free port; returns once it listens.
+    pub async fn start(database: &str, extra: &[&str]) -> ServerProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_choiceboard"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--database", database])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the choiceboard binary starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    let addr = rest.split_whitespace().next().expect("an address");
+                    return addr
+                        .parse::<std::net::SocketAddr>()
+                        .expect("a socket address");
+                }
+            }
+            panic!("the server exited before it listened");
+        })
+        .await
+        .expect("the server listens within 20 s");
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ServerProcess { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown, no flushing, nothing.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary: every test starts the real server on a port with a real
+//! database file and speaks HTTP to it.
+
+mod helpers;
+
+mod api;
+mod commands;
+mod durability;
+mod garbage;
