@@ -88,8 +88,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
     let config = Config {
-        database: args.database,
         public_url: args.public_url,
+        ..Config::new(args.database)
     };
     server::run(listener, config, shutdown_signal()).await?;
     Ok(0)

@@ -8,6 +8,9 @@
 //!   append-only `events` log, written in group-committed batches.
 //! - [`engine`] — the only path that changes a choice: load, transition, store, publish.
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
+//! - [`hub`] — in-memory fan-out of rendered frames: per watched choice and for the dashboard,
+//!   a 1 Hz ticker, who is watching.
+//! - [`views`] — pages and fragments in Maud, one function per swap target.
 //! - [`json`] — the JSON forms of choices and events from API.md.
 //! - [`http`] — the route table, handlers by feature, errors, content negotiation.
 //! - [`server`] — wires store, engine and routes together and serves.
@@ -19,7 +22,9 @@ pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod http;
+pub mod hub;
 pub mod json;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod views;

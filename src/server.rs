@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::http::{self, AppState, Settings};
+use crate::hub::Hub;
 use crate::store::Store;
 
 #[derive(Clone, Debug)]
@@ -16,6 +17,18 @@ pub struct Config {
     pub database: String,
     /// The origin used in links; defaults to `http://` and the listener's address.
     pub public_url: Option<String>,
+    /// How long a viewer whose stream dropped is still shown as watching.
+    pub presence_grace: std::time::Duration,
+}
+
+impl Config {
+    pub fn new(database: impl Into<String>) -> Config {
+        Config {
+            database: database.into(),
+            public_url: None,
+            presence_grace: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 pub async fn run(
@@ -24,7 +37,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.database).await?;
-    let engine = Engine::start(store).await?;
+    let engine = Engine::start(store.clone()).await?;
+    let hub = Hub::start(store, config.presence_grace);
+    engine.add_subscriber(Arc::new(hub.clone()));
     let addr = listener.local_addr()?;
     let public_url = match config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -32,9 +47,15 @@ pub async fn run(
     };
     let state = AppState {
         engine,
+        hub: hub.clone(),
         settings: Arc::new(Settings { public_url }),
     };
     tracing::info!(%addr, database = %redact(&config.database), "choiceboard is serving");
+    let shutdown = async move {
+        shutdown.await;
+        // Streams never end by themselves; end them so the graceful shutdown can finish.
+        hub.shutdown();
+    };
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await?;

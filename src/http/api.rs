@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use super::{AppError, AppState, Body, Params, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
-use crate::json::Presence;
 use crate::store::ListFilter;
 
 pub const MAX_LIST: i64 = 1000;
@@ -23,7 +22,7 @@ impl AppState {
             choice,
             now_ms(),
             &self.settings.public_url,
-            &Presence::default(),
+            &self.hub.presence(&choice.id),
         )
     }
 }

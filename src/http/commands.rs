@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{AppError, AppState, Body, Wants, parse_json};
 use crate::choice::{Actor, Answer, Command, Via, seconds_to_ms};
+use crate::views;
 
 /// The fields any command may carry, from JSON or a form, before they mean anything.
 #[derive(Debug, Default, Deserialize)]
@@ -143,23 +144,29 @@ pub async fn command(
     }
     .await;
     match (result, wants) {
-        (Ok(choice), Wants::Json | Wants::Fragment) => {
-            Json(state.choice_json(&choice)).into_response()
+        (Ok(choice), Wants::Json) => Json(state.choice_json(&choice)).into_response(),
+        (Ok(choice), Wants::Fragment) => {
+            // Out-of-band swaps: the new status and countdown, and no error left showing.
+            let now = crate::clock::now_ms();
+            let fragments = maud::html! {
+                (views::choice::status(&choice))
+                (views::choice::remaining(&choice, now))
+                div #errors role="alert" hx-swap-oob="true" {}
+            };
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], fragments.into_string()).into_response()
         }
-        (Ok(_), Wants::Redirect) => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, format!("/choice/{id}"))],
-        )
-            .into_response(),
-        (Err(e), Wants::Json | Wants::Fragment) => e.into_response(),
-        (Err(e), Wants::Redirect) => e.into_html(|e| {
-            maud::html! {
-                (maud::DOCTYPE)
-                title { "choiceboard: " (e.code()) }
-                h1 { "That did not work" }
-                p { (e.message()) }
-                p { a href={"/choice/" (id)} { "Back to the choice" } }
-            }
-        }),
+        (Ok(_), Wants::Redirect) => {
+            (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/choice/{id}"))]).into_response()
+        }
+        (Err(e), Wants::Json) => e.into_response(),
+        (Err(e), Wants::Fragment) => {
+            // htmx 4 swaps error responses too; send this one into the page's error box.
+            let mut response = e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()));
+            let headers = response.headers_mut();
+            headers.insert("hx-retarget", HeaderValue::from_static("#errors"));
+            headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+            response
+        }
+        (Err(e), Wants::Redirect) => super::pages::page_error(e, Some(&format!("/choice/{id}"))),
     }
 }

@@ -4,6 +4,8 @@
 pub mod api;
 pub mod commands;
 pub mod error;
+pub mod pages;
+pub mod sse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
 use crate::engine::Engine;
+use crate::hub::{Hub, Viewer};
 pub use error::AppError;
 
 /// Bodies larger than this get 413 `too_large`.
@@ -24,6 +27,7 @@ pub const BODY_LIMIT: usize = 1 << 20;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
+    pub hub: Hub,
     pub settings: Arc<Settings>,
 }
 
@@ -41,7 +45,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/choices/{id}/wait", get(api::wait))
         .route("/api/status", get(api::status))
         .route("/healthz", get(api::healthz))
+        .route("/", get(pages::dashboard))
+        .route("/board", get(pages::board))
+        .route("/events", get(sse::dashboard_events))
+        .route("/choice/{id}", get(pages::choice))
+        .route("/choice/{id}/events", get(sse::choice_events))
         .route("/choice/{id}/{action}", post(commands::command))
+        .route("/static/app.css", get(pages::stylesheet))
+        .route("/static/app.js", get(pages::script))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -156,4 +167,52 @@ impl Wants {
             Wants::Redirect
         }
     }
+}
+
+/// Does the client want JSON (a program) rather than a page?
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+}
+
+/// The browser's stable viewer id (set by the choice page) and its display name.
+pub const VIEWER_COOKIE: &str = "cb_viewer";
+pub const NAME_COOKIE: &str = "cb_name";
+
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+pub fn viewer_of(headers: &HeaderMap) -> Viewer {
+    let key = cookie(headers, VIEWER_COOKIE)
+        .filter(|k| {
+            (16..=64).contains(&k.len())
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string);
+    let name = cookie(headers, NAME_COOKIE)
+        .and_then(|raw| {
+            form_urlencoded::parse(format!("n={raw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        })
+        .map(|n| {
+            n.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(crate::choice::MAX_NAME)
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty());
+    Viewer { key, name }
 }

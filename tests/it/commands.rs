@@ -12,7 +12,11 @@ async fn submit_over_json_records_the_answer_and_notes() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(60.0).await);
     let (status, c) = app
-        .command(&id, "submit", json!({"selection": ["yes"], "annotation": "looks good", "option_annotations": {"yes": "after 6pm"}}))
+        .command(
+            &id,
+            "submit",
+            json!({"selection": ["yes"], "annotation": "looks good", "option_annotations": {"yes": "after 6pm"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{c}");
     assert_eq!(c["status"], "submitted");

@@ -1,0 +1,115 @@
+//! The SSE streams: `/choice/{id}/events` and `/events`. Each connection only copies the hub's
+//! ready frames onto its socket; it never renders for itself.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use futures_util::Stream;
+
+use super::{AppError, AppState, viewer_of};
+use crate::hub::Part;
+
+/// A comment line; proxies and browsers keep the connection open.
+const KEEPALIVE: &[u8] = b": keepalive\n\n";
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+
+pub async fn choice_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let seq = state.engine.last_seq();
+    let choice = state.engine.get(&id).await?;
+    let watch = state.hub.watch(choice, seq, viewer_of(&headers));
+    let stats = state.hub.clone();
+    let stream = async_stream::stream! {
+        let mut watch = watch;
+        let mut sent = [0u64; 3];
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
+        loop {
+            let frames = watch.frames.borrow_and_update().clone();
+            for (part, last) in [&frames.status, &frames.remaining, &frames.viewers].into_iter().zip(sent.iter_mut()) {
+                if let Some(bytes) = fresh(part, last, &stats) {
+                    yield bytes;
+                }
+            }
+            if frames.closed {
+                yield Bytes::from(format!("id: {}\nevent: close\ndata:\n\n", seq_of(&frames.status.bytes)));
+                break;
+            }
+            tokio::select! {
+                changed = watch.frames.changed() => if changed.is_err() { break },
+                _ = keepalive.tick() => yield Bytes::from_static(KEEPALIVE),
+                _ = async { watch.shutdown.wait_for(|down| *down).await.map(|_| ()) } => break,
+            }
+        }
+    };
+    Ok(event_stream(stream))
+}
+
+pub async fn dashboard_events(State(state): State<AppState>) -> Response {
+    let (mut frames, mut shutdown) = state.hub.watch_dashboard().await;
+    let stats = state.hub.clone();
+    let stream = async_stream::stream! {
+        let mut sent = [0u64; 2];
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
+        loop {
+            let now = frames.borrow_and_update().clone();
+            for (part, last) in [&now.board, &now.remaining].into_iter().zip(sent.iter_mut()) {
+                if let Some(bytes) = fresh(part, last, &stats) {
+                    yield bytes;
+                }
+            }
+            tokio::select! {
+                changed = frames.changed() => if changed.is_err() { break },
+                _ = keepalive.tick() => yield Bytes::from_static(KEEPALIVE),
+                _ = async { shutdown.wait_for(|down| *down).await.map(|_| ()) } => break,
+            }
+        }
+    };
+    event_stream(stream)
+}
+
+/// The part's frame if it is newer than what this viewer last sent, counting skipped ones.
+fn fresh(part: &Part, last: &mut u64, hub: &crate::hub::Hub) -> Option<Bytes> {
+    if part.count == *last || part.bytes.is_empty() {
+        return None;
+    }
+    let stats = hub.stats();
+    if *last > 0 && part.count > *last + 1 {
+        stats
+            .frames_skipped
+            .fetch_add(part.count - *last - 1, std::sync::atomic::Ordering::Relaxed);
+    }
+    stats
+        .frames_sent
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    *last = part.count;
+    Some(part.bytes.clone())
+}
+
+/// The `id:` of a rendered frame, reused for the `close` message.
+fn seq_of(frame: &[u8]) -> &str {
+    std::str::from_utf8(frame)
+        .ok()
+        .and_then(|f| f.strip_prefix("id: "))
+        .and_then(|f| f.split('\n').next())
+        .unwrap_or("0")
+}
+
+fn event_stream(stream: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    use futures_util::StreamExt;
+    let mut response = Response::new(Body::from_stream(stream.map(Ok::<_, Infallible>)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

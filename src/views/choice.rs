@@ -1,0 +1,205 @@
+//! The choice page and its swap targets: `#remaining`, `#status`, `#viewers`.
+
+use maud::{Markup, html};
+
+use super::{badge, clock, markdown, page as shell, trusted};
+use crate::choice::{Choice, Mode, Status, Via};
+use crate::clock::{Millis, rfc3339};
+use crate::json::Presence;
+
+/// The countdown. `data-remaining` (seconds) and `data-deadline` (Unix ms, empty unless
+/// counting) let app.js interpolate between pushes from the server's figures, never from the
+/// browser's own clock.
+pub fn remaining(c: &Choice, now: Millis) -> Markup {
+    let ms = c.remaining_ms(now);
+    html! {
+        span #remaining .remaining role="timer" hx-swap-oob="true" data-status=(c.status.as_str())
+            data-remaining=(format!("{:.3}", ms as f64 / 1000.0))
+            data-deadline=(c.deadline.map(|d| d.to_string()).unwrap_or_default()) {
+            (clock(ms))
+        }
+    }
+}
+
+/// The status, and once final the result and how it was reached.
+pub fn status(c: &Choice) -> Markup {
+    html! {
+        div #status .status hx-swap-oob="true" data-status=(c.status.as_str()) data-round=(c.round)
+            data-final=[c.status.is_final().then_some("true")] {
+            span .pill data-status=(c.status.as_str()) { (status_label(c)) }
+            @if c.spec.mode == Mode::Timer && c.round > 1 { " " span .round { "round " (c.round) } }
+            @if let Some(result) = &c.result {
+                div .result {
+                    @if !result.selection.is_empty() {
+                        p { "Chosen: "
+                            @for (i, id) in result.selection.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                strong { (option_label(c, id)) }
+                                @if let Some(note) = result.option_annotations.get(id) { " (" (note) ")" }
+                            }
+                        }
+                    }
+                    @if let Some(text) = &result.text { blockquote .answer-text { (text) } }
+                    @if let Some(note) = &result.annotation { p { "Note: " (note) } }
+                    p .how { (how(c)) }
+                }
+            }
+        }
+    }
+}
+
+/// Who is watching: the count and the names, live.
+pub fn viewers(presence: &Presence) -> Markup {
+    html! {
+        div #viewers .viewers hx-swap-oob="true" data-count=(presence.viewers) {
+            (presence.viewers) " watching"
+            @if !presence.watchers.is_empty() {
+                ": "
+                @for (i, name) in presence.watchers.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    span .watcher { (name) }
+                }
+            }
+        }
+    }
+}
+
+fn status_label(c: &Choice) -> &'static str {
+    match (c.status, c.spec.mode) {
+        (Status::Pending, _) => "waiting",
+        (Status::Paused, _) => "paused",
+        (Status::Submitted, _) => "submitted",
+        (Status::Cancelled, _) => "cancelled",
+        (Status::TimedOut, Mode::Timer) => "time is up",
+        (Status::TimedOut, _) => "timed out",
+    }
+}
+
+fn option_label<'a>(c: &'a Choice, id: &'a str) -> &'a str {
+    c.spec
+        .options
+        .iter()
+        .find(|o| o.id == id)
+        .map_or(id, |o| o.label.as_str())
+}
+
+fn how(c: &Choice) -> String {
+    let Some(result) = &c.result else {
+        return String::new();
+    };
+    let when = c.resolved_at.map(rfc3339).unwrap_or_default();
+    let by = result
+        .by
+        .as_deref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    match (c.status, result.via) {
+        (Status::TimedOut, _) if result.selection.is_empty() => {
+            format!("Nobody answered in time ({when}).")
+        }
+        (Status::TimedOut, _) => {
+            format!("Nobody answered in time; the default was taken ({when}).")
+        }
+        (_, Some(Via::Web)) => format!("Answered on the web page{by} at {when}."),
+        (_, Some(Via::Ws)) => format!("Answered over a live connection{by} at {when}."),
+        _ => format!("Answered by a program{by} at {when}."),
+    }
+}
+
+pub fn page(c: &Choice, now: Millis, presence: &Presence) -> Markup {
+    let id = &c.id;
+    let action = |name: &str| format!("/choice/{id}/{name}");
+    let spec = &c.spec;
+    let multi = spec.mode == Mode::Multi || (spec.mode == Mode::Hybrid && spec.max_selections > 1);
+    let refresh = (!c.status.is_final()).then_some(10);
+    shell(
+        &spec.title,
+        refresh,
+        html! {
+            main .choice data-choice-id=(id) data-mode=(spec.mode.as_str()) {
+                nav .top { a href="/" { "← All choices" } (badge()) }
+                h1 { (spec.title) }
+                @if !spec.prompt.is_empty() { div .prompt { (trusted(markdown::render(&spec.prompt))) } }
+                section .clock aria-label="Time left" {
+                    (remaining(c, now))
+                    (status(c))
+                }
+                div #errors role="alert" {}
+                @if spec.mode != Mode::Timer {
+                    form #answer .answer method="post" action=(action("submit")) hx-post=(action("submit")) hx-swap="none" {
+                        @if !spec.options.is_empty() {
+                            fieldset .options {
+                                legend {
+                                    @if multi {
+                                        @if spec.min_selections == spec.max_selections { "Choose " (spec.max_selections) }
+                                        @else { "Choose " (spec.min_selections) " to " (spec.max_selections) }
+                                    } @else { "Choose one" }
+                                }
+                                @for option in &spec.options {
+                                    div .option {
+                                        label {
+                                            input type=(if multi { "checkbox" } else { "radio" }) name="selection" value=(option.id)
+                                                checked[spec.default_selection.contains(&option.id)];
+                                            " " span .label { (option.label) }
+                                            @if option.recommended { " " span .recommended { "recommended" } }
+                                        }
+                                        @if let Some(d) = &option.description { p .description { (d) } }
+                                        input .note type="text" name={ "note." (option.id) } maxlength="2000"
+                                            placeholder="Note (optional)" aria-label={ "Note on " (option.label) };
+                                    }
+                                }
+                            }
+                        }
+                        @if matches!(spec.mode, Mode::Text | Mode::Hybrid) {
+                            label .text { "Your answer"
+                                textarea name="text" rows="4" maxlength="20000" placeholder=[spec.placeholder.as_deref()] {}
+                            }
+                        }
+                        label .annotation { "Comment (optional)"
+                            input type="text" name="annotation" maxlength="2000";
+                        }
+                        div .buttons {
+                            button .primary type="submit" { "Submit" }
+                            button type="submit" formaction=(action("cancel")) hx-post=(action("cancel")) { "Cancel the question" }
+                        }
+                    }
+                }
+                section #controls .controls aria-label="Countdown controls" {
+                    form method="post" action=(action("pause")) hx-post=(action("pause")) hx-swap="none" .when-pending {
+                        button type="submit" { "Pause" }
+                    }
+                    form method="post" action=(action("resume")) hx-post=(action("resume")) hx-swap="none" .when-paused {
+                        button type="submit" { @if spec.mode == Mode::Timer { "Start" } @else { "Resume" } }
+                    }
+                    form method="post" action=(action("timeout")) hx-post=(action("timeout")) hx-swap="none" .when-open {
+                        input type="hidden" name="add" value="60";
+                        button type="submit" { "+1 min" }
+                    }
+                    form method="post" action=(action("timeout")) hx-post=(action("timeout")) hx-swap="none" .when-open {
+                        input type="hidden" name="add" value="-60";
+                        button type="submit" { "−1 min" }
+                    }
+                    form method="post" action=(action("reset")) hx-post=(action("reset")) hx-swap="none" .when-resettable {
+                        button type="submit" { "Reset" }
+                    }
+                    form .set method="post" action=(action("timeout")) hx-post=(action("timeout")) hx-swap="none" .when-open {
+                        label { "Seconds left " input type="number" name="seconds" min="1" max="604800" step="1" required; }
+                        button type="submit" { "Set" }
+                    }
+                    @if spec.mode == Mode::Timer {
+                        form method="post" action=(action("cancel")) hx-post=(action("cancel")) hx-swap="none" .when-open {
+                            button type="submit" { "Stop" }
+                        }
+                    }
+                }
+                footer .meta {
+                    (viewers(presence))
+                    button #notify .linkish type="button" hidden { "Enable notifications" }
+                }
+                @if !(c.status.is_final() && spec.mode != Mode::Timer) {
+                    div #stream hx-sse:connect={ "/choice/" (id) "/events" } hx-sse:close="close" {}
+                }
+            }
+        },
+    )
+}

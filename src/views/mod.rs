@@ -1,0 +1,147 @@
+//! Pages and fragments, in Maud. One function per swap target, used by the page *and* by the
+//! streams, so the first render and every update are the same markup. Every swap target carries
+//! `hx-swap-oob="true"` and its element id: wherever a fragment arrives (a stream message, a
+//! command's answer), htmx puts it in its place, and on a full page the attribute is inert.
+
+pub mod choice;
+pub mod dashboard;
+pub mod markdown;
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::clock::Millis;
+
+/// Static files, embedded in the binary. The script is one bundle (htmx, its SSE extension and
+/// ours), so a page costs three requests and its stream.
+pub mod assets {
+    pub const CSS: &str = include_str!("../../static/app.css");
+    pub const BUNDLE: &str = concat!(
+        include_str!("../../static/htmx.min.js"),
+        "\n;\n",
+        include_str!("../../static/hx-sse.min.js"),
+        "\n;\n",
+        include_str!("../../static/app.js"),
+    );
+
+    /// A short content hash, so the URLs can be cached forever and still change with a build.
+    pub fn version() -> &'static str {
+        static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        VERSION.get_or_init(|| {
+            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+            for byte in CSS.bytes().chain(BUNDLE.bytes()) {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+            format!("{:08x}", hash as u32)
+        })
+    }
+}
+
+/// The page shell: head, styles, the script bundle, and a refresh for browsers without JS.
+pub fn page(title: &str, refresh_without_js: Option<u32>, body: Markup) -> Markup {
+    let v = assets::version();
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (title) " · choiceboard" }
+                link rel="icon" href="data:,";
+                link rel="stylesheet" href={ "/static/app.css?v=" (v) };
+                // No inline styles (strict CSP), no eval, and swaps replace the target element.
+                meta name="htmx-config" content=r#"{"includeIndicatorCSS":false,"defaultSwap":"outerHTML","history":false}"#;
+                script src={ "/static/app.js?v=" (v) } defer {}
+                @if let Some(seconds) = refresh_without_js {
+                    noscript { meta http-equiv="refresh" content=(seconds); }
+                }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// The connection badge; app.js keeps it current (Live / Reconnecting / Delayed / Offline).
+pub fn badge() -> Markup {
+    html! {
+        span #badge .badge data-state="static" aria-live="polite" {
+            span .badge-state { "Static page" }
+            " " span .badge-age {}
+        }
+    }
+}
+
+/// `4:07`, `1:02:03`, `2d 3:04:05`: whole seconds rounded up, so 0:00 means the time is up.
+pub fn clock(ms: Millis) -> String {
+    let total = (ms.max(0) + 999) / 1000;
+    let (days, h, m, s) = (
+        total / 86_400,
+        total % 86_400 / 3600,
+        total % 3600 / 60,
+        total % 60,
+    );
+    match (days, h) {
+        (0, 0) => format!("{m}:{s:02}"),
+        (0, _) => format!("{h}:{m:02}:{s:02}"),
+        _ => format!("{days}d {h}:{m:02}:{s:02}"),
+    }
+}
+
+/// A readable error, as a whole page (plain form posts) or as a fragment for `#errors` (HTMX).
+pub fn error_fragment(code: &str, message: &str, field: Option<&str>) -> Markup {
+    html! {
+        div .error data-code=(code) {
+            strong { (error_title(code)) }
+            " " (message)
+            @if let Some(field) = field { " (" code { (field) } ")" }
+        }
+    }
+}
+
+pub fn error_page(code: &str, message: &str, field: Option<&str>, back: Option<&str>) -> Markup {
+    page(
+        error_title(code),
+        None,
+        html! {
+            main .narrow {
+                h1 { (error_title(code)) }
+                (error_fragment(code, message, field))
+                p {
+                    @if let Some(back) = back { a href=(back) { "Back to the choice" } " · " }
+                    a href="/" { "The dashboard" }
+                }
+            }
+        },
+    )
+}
+
+fn error_title(code: &str) -> &'static str {
+    match code {
+        "not_found" => "Not found.",
+        "already_final" => "Already decided.",
+        "conflict" => "Not now.",
+        "invalid" => "Please check your answer.",
+        "malformed" | "too_large" => "That request could not be read.",
+        "unauthorized" => "A token is needed.",
+        "forbidden_origin" => "Refused.",
+        "rate_limited" => "Slow down.",
+        _ => "Something went wrong.",
+    }
+}
+
+/// Raw HTML that is already safe (sanitised Markdown). Never user text.
+pub(crate) fn trusted(html: String) -> PreEscaped<String> {
+    PreEscaped(html)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clock_rounds_up_to_whole_seconds() {
+        assert_eq!(super::clock(0), "0:00");
+        assert_eq!(super::clock(1), "0:01");
+        assert_eq!(super::clock(59_001), "1:00");
+        assert_eq!(super::clock(3_600_000), "1:00:00");
+        assert_eq!(super::clock(90_061_000), "1d 1:01:01");
+    }
+}

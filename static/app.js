@@ -1,0 +1,240 @@
+// choiceboard's own script: small and optional. Pages work without it (forms post and
+// redirect); with it they are live. No inline scripts anywhere, no eval: a strict CSP holds.
+(function () {
+  "use strict";
+  var FRAGMENT_EVENTS = { remaining: 1, status: 1, viewers: 1, board: 1 };
+  var main = document.querySelector("main");
+  var choiceId = main && main.getAttribute("data-choice-id");
+  var badge = document.getElementById("badge");
+  var state = { conn: "connecting", last: 0, failures: 0, notifiedSoon: null, notifiedEnd: false, lastStatus: null };
+
+  // --- Streams: our named SSE events carry hx-swap-oob fragments. htmx 4 swaps unnamed
+  // messages and dispatches named ones as DOM events, so hand ours to its swap.
+  document.addEventListener("htmx:sse:before:message", function (e) {
+    var m = e.detail && e.detail.message;
+    if (m && FRAGMENT_EVENTS[m.event]) m.event = "";
+  });
+  document.addEventListener("htmx:sse:after:message", function () { setConn("live"); state.failures = 0; });
+  document.addEventListener("htmx:sse:after:connection", function () { setConn("live"); });
+  document.addEventListener("htmx:sse:error", function () {
+    state.failures++;
+    setConn(navigator.onLine === false ? "offline" : "reconnecting");
+    if (isDashboard() && state.failures >= 3 && mode() === "live") fallBackToPolling();
+  });
+  document.addEventListener("htmx:sse:close", function (e) {
+    var reason = e.detail && e.detail.reason;
+    if (reason === "message") setConn("closed");
+    else if (!document.hidden && reason !== "removed") setConn("reconnecting");
+  });
+  window.addEventListener("offline", function () { setConn("offline"); });
+  window.addEventListener("online", function () { setConn("reconnecting"); });
+  document.addEventListener("htmx:after:swap", afterUpdate);
+  document.addEventListener("htmx:after:request", function (e) {
+    var ok = e.detail && e.detail.ctx && e.detail.ctx.response && e.detail.ctx.response.status < 400;
+    if (ok && isDashboard()) { state.last = Date.now(); if (mode() !== "live") setConn("polled"); }
+  });
+
+  function setConn(c) {
+    state.conn = c;
+    if (c === "live" || c === "polled") state.last = Date.now();
+    paintBadge();
+  }
+
+  function paintBadge() {
+    if (!badge) return;
+    var ageS = state.last ? Math.round((Date.now() - state.last) / 1000) : null;
+    var shown = state.conn;
+    var counting = document.querySelector('.remaining[data-status="pending"]');
+    if (shown === "live" && counting && ageS !== null && ageS > 3) shown = "delayed";
+    var labels = {
+      connecting: "Connecting…", live: "Live", delayed: "Delayed", reconnecting: "Reconnecting…",
+      offline: "Offline", closed: "Final", polled: isDashboard() && mode() === "manual" ? "Manual" : "Polling",
+      fallback: "Live failed: polling"
+    };
+    badge.setAttribute("data-state", shown);
+    badge.querySelector(".badge-state").textContent = labels[shown] || shown;
+    badge.querySelector(".badge-age").textContent = ageS === null ? "" : "· last update " + ageS + " s ago";
+  }
+
+  // --- Countdowns: between pushes, count down from the server's figures (data-remaining, at
+  // the moment the fragment arrived), never from the browser's own clock.
+  var stamps = new WeakMap();
+  function format(ms) {
+    var t = Math.ceil(Math.max(0, ms) / 1000), d = Math.floor(t / 86400), h = Math.floor(t % 86400 / 3600),
+      m = Math.floor(t % 3600 / 60), s = t % 60, two = function (n) { return (n < 10 ? "0" : "") + n; };
+    if (d) return d + "d " + h + ":" + two(m) + ":" + two(s);
+    return h ? h + ":" + two(m) + ":" + two(s) : m + ":" + two(s);
+  }
+  function remainingMs(el) {
+    var st = stamps.get(el);
+    if (!st) { st = { t0: performance.now(), r0: parseFloat(el.getAttribute("data-remaining")) * 1000 }; stamps.set(el, st); }
+    if (el.getAttribute("data-status") !== "pending") return st.r0;
+    return Math.max(0, st.r0 - (performance.now() - st.t0));
+  }
+  function tick() {
+    var els = document.querySelectorAll(".remaining[data-remaining]");
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i];
+      if (el.getAttribute("data-status") !== "pending") continue;
+      var text = format(remainingMs(el));
+      if (el.textContent !== text) el.textContent = text;
+    }
+    if (choiceId) watchDeadline();
+    paintBadge();
+  }
+
+  // --- Notifications (choice page): asked for on a click; fire when < 10 s remain while the tab
+  // is hidden, and when the choice times out. A hidden tab's stream is paused, so before
+  // notifying it asks the server once whether the deadline has moved.
+  var notifyButton = document.getElementById("notify");
+  if (notifyButton && "Notification" in window && Notification.permission !== "denied") {
+    notifyButton.hidden = Notification.permission === "granted";
+    notifyButton.addEventListener("click", function () {
+      Notification.requestPermission().then(function (p) { notifyButton.hidden = p === "granted"; });
+    });
+  }
+  function canNotify() { return "Notification" in window && Notification.permission === "granted"; }
+  function notify(body) {
+    if (!canNotify()) return;
+    try { new Notification(document.title.replace(/ · choiceboard$/, ""), { body: body, tag: "choiceboard-" + choiceId }); } catch (e) { /* not allowed here */ }
+  }
+  var confirming = false;
+  function watchDeadline() {
+    var el = document.getElementById("remaining");
+    if (!el || el.getAttribute("data-status") !== "pending" || confirming) return;
+    var deadline = el.getAttribute("data-deadline"), left = remainingMs(el);
+    if (left < 10000 && document.hidden && state.notifiedSoon !== deadline && canNotify()) {
+      confirming = true;
+      fetch("/choice/" + choiceId, { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (c) {
+          state.notifiedSoon = deadline;
+          if (c.status === "pending" && c.remaining_seconds < 10) notify("Less than 10 seconds left.");
+          else if (c.status === "timed_out") { state.notifiedEnd = true; notify("Time is up."); }
+        })
+        .catch(function () { /* offline: try again on the next tick */ })
+        .then(function () { confirming = false; });
+    }
+  }
+
+  // --- After every swap: status changes (notification, timer sound, draft cleanup).
+  function afterUpdate() {
+    var status = document.getElementById("status");
+    if (!status || !choiceId) return;
+    var s = status.getAttribute("data-status") + ":" + status.getAttribute("data-round");
+    if (s === state.lastStatus) return;
+    var was = state.lastStatus;
+    state.lastStatus = s;
+    if (was === null) return;
+    if (s.indexOf("timed_out") === 0) {
+      if (!state.notifiedEnd) notify("Time is up.");
+      state.notifiedEnd = true;
+      ring();
+    } else {
+      state.notifiedEnd = false;
+    }
+    if (status.hasAttribute("data-final")) { try { localStorage.removeItem(draftKey()); } catch (e) { /* private mode */ } }
+  }
+
+  // A short chime where the page has been interacted with (browsers allow sound only then).
+  var audio = null;
+  document.addEventListener("pointerdown", function () {
+    if (!audio && window.AudioContext) { try { audio = new AudioContext(); } catch (e) { audio = null; } }
+  }, { once: true });
+  function ring() {
+    if (!audio || main.getAttribute("data-mode") !== "timer") return;
+    [0, 0.35, 0.7].forEach(function (at) {
+      var o = audio.createOscillator(), g = audio.createGain(), t = audio.currentTime + at;
+      o.frequency.value = 880; g.gain.setValueAtTime(0.2, t); g.gain.exponentialRampToValueAtTime(0.001, t + 0.3);
+      o.connect(g); g.connect(audio.destination); o.start(t); o.stop(t + 0.3);
+    });
+  }
+
+  // --- Drafts: what the person ticked and typed survives a refresh (kept in this browser).
+  function draftKey() { return "cb.draft." + choiceId; }
+  var form = document.getElementById("answer");
+  if (form && choiceId) {
+    try {
+      var saved = JSON.parse(localStorage.getItem(draftKey()) || "null");
+      if (saved) {
+        var boxes = form.querySelectorAll('input[name="selection"]');
+        for (var i = 0; i < boxes.length; i++) boxes[i].checked = saved.selection.indexOf(boxes[i].value) >= 0;
+        Object.keys(saved.fields).forEach(function (name) {
+          var f = form.elements.namedItem(name);
+          if (f && "value" in f) f.value = saved.fields[name];
+        });
+      }
+    } catch (e) { /* no storage, or an old draft: start clean */ }
+    var save = function () {
+      var draft = { selection: [], fields: {} };
+      var els = form.elements;
+      for (var i = 0; i < els.length; i++) {
+        var el = els[i];
+        if (el.name === "selection") { if (el.checked) draft.selection.push(el.value); }
+        else if (el.name && (el.type === "text" || el.tagName === "TEXTAREA")) draft.fields[el.name] = el.value;
+      }
+      try { localStorage.setItem(draftKey(), JSON.stringify(draft)); } catch (e) { /* private mode */ }
+    };
+    form.addEventListener("input", save);
+    form.addEventListener("change", save);
+  }
+
+  // --- Dashboard: Live (SSE) / Polling every N s / Manual, remembered in this browser, and a
+  // fallback to polling when the live stream keeps failing.
+  function isDashboard() { return !!document.getElementById("board"); }
+  var modes = document.getElementById("modes");
+  var pollTimer = null, fellBack = false;
+  function mode() { try { return localStorage.getItem("cb.mode") || "live"; } catch (e) { return "live"; } }
+  function pollSeconds() {
+    var n = parseInt((document.getElementById("poll-seconds") || {}).value, 10);
+    return Math.min(60, Math.max(5, isNaN(n) ? 10 : n));
+  }
+  function fetchBoard() { htmx.ajax("GET", "/board", { target: "#board", swap: "outerHTML" }); }
+  function applyMode(m, remember) {
+    if (remember) { try { localStorage.setItem("cb.mode", m); } catch (e) { /* private mode */ } }
+    modes.setAttribute("data-mode", m);
+    var buttons = modes.querySelectorAll("button[data-mode]");
+    for (var i = 0; i < buttons.length; i++) buttons[i].setAttribute("aria-pressed", String(buttons[i].getAttribute("data-mode") === m));
+    clearInterval(pollTimer);
+    var stream = document.getElementById("stream");
+    if (m === "live") {
+      fellBack = false;
+      if (!stream) {
+        stream = document.createElement("div");
+        stream.id = "stream";
+        stream.setAttribute("hx-sse:connect", "/events");
+        main.appendChild(stream);
+        htmx.process(stream);
+      }
+      setConn("connecting");
+    } else {
+      if (stream) stream.remove();
+      if (m === "poll") { pollTimer = setInterval(fetchBoard, pollSeconds() * 1000); fetchBoard(); }
+      setConn(fellBack ? "fallback" : "polled");
+    }
+  }
+  function fallBackToPolling() {
+    fellBack = true;
+    applyMode("poll", false);
+    setConn("fallback");
+  }
+  if (modes && isDashboard()) {
+    modes.hidden = false;
+    modes.addEventListener("click", function (e) {
+      var b = e.target.closest("button[data-mode]");
+      if (b) applyMode(b.getAttribute("data-mode"), true);
+    });
+    document.getElementById("poll-seconds").value = (function () { try { return localStorage.getItem("cb.poll") || "10"; } catch (e) { return "10"; } })();
+    document.getElementById("poll-seconds").addEventListener("change", function () {
+      try { localStorage.setItem("cb.poll", String(pollSeconds())); } catch (e) { /* private mode */ }
+      if (mode() === "poll") applyMode("poll", false);
+    });
+    document.getElementById("refresh").addEventListener("click", function (e) { e.preventDefault(); fetchBoard(); });
+    if (mode() !== "live") applyMode(mode(), false);
+    else applyMode("live", false);
+  }
+
+  if (badge) { badge.setAttribute("data-state", "connecting"); paintBadge(); }
+  afterUpdate();
+  setInterval(tick, 250);
+})();
