@@ -153,15 +153,22 @@ pub async fn command(
                 (views::choice::remaining(&choice, now))
                 div #errors role="alert" hx-swap-oob="true" {}
             };
-            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], fragments.into_string()).into_response()
+            (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                fragments.into_string(),
+            )
+                .into_response()
         }
-        (Ok(_), Wants::Redirect) => {
-            (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/choice/{id}"))]).into_response()
-        }
+        (Ok(_), Wants::Redirect) => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/choice/{id}"))],
+        )
+            .into_response(),
         (Err(e), Wants::Json) => e.into_response(),
         (Err(e), Wants::Fragment) => {
             // htmx 4 swaps error responses too; send this one into the page's error box.
-            let mut response = e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()));
+            let mut response =
+                e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()));
             let headers = response.headers_mut();
             headers.insert("hx-retarget", HeaderValue::from_static("#errors"));
             headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));

@@ -50,7 +50,7 @@ pub fn page(title: &str, refresh_without_js: Option<u32>, body: Markup) -> Marku
                 link rel="icon" href="data:,";
                 link rel="stylesheet" href={ "/static/app.css?v=" (v) };
                 // No inline styles (strict CSP), no eval, and swaps replace the target element.
-                meta name="htmx-config" content=r#"{"includeIndicatorCSS":false,"defaultSwap":"outerHTML","history":false}"#;
+                meta name="htmx-config" content=r#"{"includeIndicatorCSS":false,"defaultSwap":"outerHTML","history":false,"sse":{"reconnectDelay":200}}"#;
                 script src={ "/static/app.js?v=" (v) } defer {}
                 @if let Some(seconds) = refresh_without_js {
                     noscript { meta http-equiv="refresh" content=(seconds); }

@@ -18,6 +18,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like `spawn`, with the server's configuration adjusted first.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut choiceboard::server::Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = format!("sqlite://{}", dir.path().join("choiceboard.db").display());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -25,10 +30,8 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let config = choiceboard::server::Config {
-            database: database.clone(),
-            public_url: None,
-        };
+        let mut config = choiceboard::server::Config::new(database.clone());
+        tweak(&mut config);
         let server = tokio::spawn(choiceboard::server::run(listener, config, async {
             let _ = rx.await;
         }));
@@ -236,5 +239,92 @@ impl ServerProcess {
     /// SIGKILL: no shutdown, no flushing, nothing.
     pub async fn kill9(mut self) {
         self.child.kill().await.expect("kill -9");
+    }
+}
+
+/// One SSE message as a client sees it.
+#[derive(Clone, Debug, Default)]
+pub struct SseMessage {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// A raw SSE reader over a streaming response.
+pub struct SseClient {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+    pub comments: usize,
+}
+
+impl SseClient {
+    pub async fn connect(
+        client: &reqwest::Client,
+        url: &str,
+        last_event_id: Option<&str>,
+    ) -> SseClient {
+        let mut request = client.get(url).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("stream request");
+        assert_eq!(response.status(), StatusCode::OK, "stream {url}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseClient {
+            stream: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+            comments: 0,
+        }
+    }
+
+    /// The next message, or None when the stream ends or `within` passes.
+    pub async fn next(&mut self, within: Duration) -> Option<SseMessage> {
+        use futures_util::StreamExt;
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut message = SseMessage::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        message.id = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        message.event = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                    }
+                }
+                if message.event.is_empty() && data.is_empty() {
+                    continue;
+                }
+                message.data = data.join("\n");
+                return Some(message);
+            }
+            match tokio::time::timeout_at(until, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips messages until one named `event` whose data contains `needle` arrives.
+    pub async fn until(
+        &mut self,
+        event: &str,
+        needle: &str,
+        within: Duration,
+    ) -> Option<SseMessage> {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            let message = self.next(left).await?;
+            if message.event == event && message.data.contains(needle) {
+                return Some(message);
+            }
+        }
     }
 }

@@ -4,6 +4,8 @@
 mod helpers;
 
 mod api;
+mod browser;
 mod commands;
 mod durability;
 mod garbage;
+mod streams;

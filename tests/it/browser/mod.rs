@@ -1,0 +1,39 @@
+//! Pages in a real headless Chromium, driven over the DevTools protocol. Chromium missing means
+//! "skipped" — or a failure when `CHOICEBOARD_REQUIRE` names `browser`, as in CI.
+
+mod cdp;
+mod pages;
+
+use std::path::PathBuf;
+
+pub use cdp::{Browser, Page};
+
+/// One browser test at a time: each starts its own Chromium, and two cores are few.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub fn required(what: &str) -> bool {
+    std::env::var("CHOICEBOARD_REQUIRE").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
+}
+
+/// Runs `test` with a fresh Chromium, or skips it when there is none (and none is required).
+pub async fn with_browser<F, Fut>(test: F)
+where
+    F: FnOnce(Browser) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(path) = cdp::chromium_path() else {
+        if required("browser") {
+            panic!("Chromium not found, and CHOICEBOARD_REQUIRE names browser");
+        }
+        eprintln!("skipped: Chromium not found");
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    test(Browser::launch(&path).await).await;
+}
+
+pub fn screenshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/screenshots")
+        .join(name)
+}

@@ -1,0 +1,273 @@
+//! The issue's browser scenarios, one test each.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Page, screenshot_path, with_browser};
+use crate::helpers::{TestApp, id_of};
+
+/// Seconds shown in `#remaining` (`m:ss` or `h:mm:ss`).
+fn seconds(clock: &str) -> i64 {
+    clock.split(':').fold(0, |acc, part| {
+        acc * 60 + part.trim().parse::<i64>().unwrap_or(0)
+    })
+}
+
+#[tokio::test]
+async fn a_choice_pages_countdown_decreases_by_about_one_a_second() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create_yes_no(120.0).await);
+        let page = browser.new_page().await;
+        page.goto(&app.url(&format!("/choice/{id}"))).await;
+        page.wait_for(
+            "document.querySelector('#badge').dataset.state === 'live'",
+            Duration::from_secs(5),
+        )
+        .await;
+        let first = seconds(&page.text("#remaining").await);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let later = seconds(&page.text("#remaining").await);
+        assert!(
+            (2..=4).contains(&(first - later)),
+            "{first} then {later} after 3 s"
+        );
+        assert!(
+            page.console_errors().is_empty(),
+            "{:?}",
+            page.console_errors()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_timeout_change_on_one_page_shows_on_the_other_within_a_second() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create_yes_no(120.0).await);
+        let (a, b) = (browser.new_page().await, browser.new_page().await);
+        for page in [&a, &b] {
+            page.goto(&app.url(&format!("/choice/{id}"))).await;
+            page.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(5)).await;
+        }
+        a.click("#controls form:nth-of-type(3) button").await; // +1 min
+        let clicked = tokio::time::Instant::now();
+        b.wait_for("(() => { const t = document.querySelector('#remaining').textContent.split(':'); return +t[0] * 60 + +t[1] > 150; })()", Duration::from_secs(1)).await;
+        println!("the +1 min reached the other page in {:?}", clicked.elapsed());
+        let (ta, tb) = (seconds(&a.text("#remaining").await), seconds(&b.text("#remaining").await));
+        assert!((ta - tb).abs() <= 1, "{ta} vs {tb}");
+    })
+    .await;
+}
+
+async fn open(page: &Page, app: &TestApp, id: &str) {
+    page.goto(&app.url(&format!("/choice/{id}"))).await;
+    page.wait_for(
+        "document.querySelector('#badge').dataset.state === 'live'",
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn submitting_on_one_page_resolves_the_choice_and_the_other_page_shows_it_and_stops_listening()
+ {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create_yes_no(120.0).await);
+        let (a, b) = (browser.new_page().await, browser.new_page().await);
+        open(&a, &app, &id).await;
+        open(&b, &app, &id).await;
+        b.eval("window.__closed = null; document.addEventListener('htmx:sse:close', e => window.__closed = e.detail.reason); 1").await;
+        a.click("input[name=selection][value=yes]").await;
+        a.click("#answer button.primary").await;
+        b.wait_for("document.querySelector('#status').dataset.status === 'submitted'", Duration::from_secs(1)).await;
+        assert!(b.text("#status").await.contains("Chosen: yes"), "{}", b.text("#status").await);
+        b.wait_for("window.__closed === 'message'", Duration::from_secs(2)).await;
+        a.wait_for("getComputedStyle(document.querySelector('#answer')).display === 'none'", Duration::from_secs(1)).await;
+        let c = app.choice(&id).await;
+        assert_eq!((c["status"].as_str(), c["result"]["via"].as_str()), (Some("submitted"), Some("web")));
+        assert_eq!(c["result"]["selection"], json!(["yes"]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_a_new_choice_within_a_second_and_drops_it_once_answered() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let page = browser.new_page().await;
+        page.goto(&app.url("/")).await;
+        page.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(5)).await;
+        let id = id_of(&app.create(json!({"title": "Release the kraken?", "options": [{"id": "yes"}, {"id": "no"}]})).await);
+        let created = tokio::time::Instant::now();
+        page.wait_for(&format!("!!document.getElementById('row-{id}')"), Duration::from_secs(1)).await;
+        println!("a new choice reached the dashboard in {:?}", created.elapsed());
+        assert!(page.text("#active").await.contains("Release the kraken?"));
+        page.wait_for(&format!("document.getElementById('left-{id}').textContent.startsWith('4:5')"), Duration::from_secs(3)).await;
+        app.command(&id, "submit", json!({"selection": ["yes"]})).await;
+        page.wait_for(&format!("!document.getElementById('row-{id}') && !!document.getElementById('done-{id}')"), Duration::from_secs(1)).await;
+        assert!(page.text("#counts").await.contains("1 submitted"), "{}", page.text("#counts").await);
+        page.set_viewport(1100, 800, false).await;
+        app.create(json!({"title": "Deploy build 1234 to production?", "options": [{"id": "yes"}, {"id": "no"}], "source": "nightly-build"})).await;
+        app.create(json!({"title": "Focus block", "mode": "timer", "timeout_seconds": 1500})).await;
+        let paused = id_of(&app.create(json!({"title": "Which regions first?", "mode": "multi", "options": [{"id": "eu"}, {"id": "us"}, {"id": "ap"}]})).await);
+        app.command(&paused, "pause", json!({})).await;
+        page.wait_for("document.querySelectorAll('#active li').length === 3", Duration::from_secs(2)).await;
+        page.screenshot(&screenshot_path("dashboard.png")).await;
+        page.set_viewport(390, 844, true).await;
+        page.screenshot(&screenshot_path("dashboard-phone.png")).await;
+        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_javascript_off_choosing_and_submitting_works_through_the_303() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create(json!({"title": "No JS?", "mode": "multi", "options": [{"id": "a"}, {"id": "b"}, {"id": "c"}]})).await);
+        let page = browser.new_page().await;
+        page.call("Emulation.setScriptExecutionDisabled", json!({"value": true})).await;
+        page.goto(&app.url(&format!("/choice/{id}"))).await;
+        assert_eq!(page.eval("typeof htmx").await, "undefined", "no script ran");
+        page.click("input[name=selection][value=a]").await;
+        page.click("input[name=selection][value=c]").await;
+        page.click("#answer button.primary").await;
+        page.wait_for("document.querySelector('#status') && document.querySelector('#status').dataset.status === 'submitted'", Duration::from_secs(3)).await;
+        assert!(page.eval("location.pathname").await.as_str().unwrap_or("").ends_with(&id));
+        assert_eq!(app.choice(&id).await["result"]["selection"], json!(["a", "c"]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_action_shows_a_readable_error_on_the_page() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create(json!({"title": "Pick two", "mode": "multi", "max_selections": 2, "options": [{"id": "a"}, {"id": "b"}, {"id": "c"}]})).await);
+        let page = browser.new_page().await;
+        open(&page, &app, &id).await;
+        for value in ["a", "b", "c"] {
+            page.click(&format!("input[name=selection][value={value}]")).await;
+        }
+        page.click("#answer button.primary").await;
+        page.wait_for("document.querySelector('#errors .error')", Duration::from_secs(2)).await;
+        let error = page.text("#errors").await;
+        assert!(error.contains("choose between 1 and 2 options"), "{error}");
+        assert_eq!(page.eval("document.querySelector('#status').dataset.status").await, "pending");
+        assert_eq!(page.eval("document.querySelectorAll('input[name=selection]:checked').length").await, 3, "the form was not clobbered");
+        page.click("input[name=selection][value=c]").await;
+        page.click("#answer button.primary").await;
+        page.wait_for("document.querySelector('#status').dataset.status === 'submitted' && !document.querySelector('#errors .error')", Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ten_tabs_and_the_dashboard_the_visible_tab_is_live_and_any_other_is_current_within_a_second()
+ {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let dashboard = browser.new_page().await;
+        dashboard.goto(&app.url("/")).await;
+        let mut tabs = Vec::new();
+        for i in 0..10 {
+            let id = id_of(&app.create_yes_no(300.0 + 60.0 * i as f64).await);
+            let page = browser.new_page().await;
+            page.goto(&app.url(&format!("/choice/{id}"))).await;
+            tabs.push((id, page));
+        }
+        for (id, page) in tabs.iter().rev() {
+            // Time moves on elsewhere while the tab is in the background.
+            app.command(id, "timeout", json!({"add": -30})).await;
+            page.bring_to_front().await;
+            let shown_at = tokio::time::Instant::now();
+            let expected = app.choice(id).await["remaining_seconds"].as_f64().unwrap();
+            page.wait_for(
+                &format!("(() => {{ const t = document.querySelector('#remaining').textContent.split(':'); return Math.abs(+t[0] * 60 + +t[1] - {expected}) <= 1.5; }})()"),
+                Duration::from_secs(1),
+            )
+            .await;
+            page.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(2)).await;
+            println!("tab {id}: current {:?} after it came to the front; visibility {}", shown_at.elapsed(), page.eval("document.visibilityState").await);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn markup_in_titles_prompts_and_options_runs_nothing_and_shows_as_text() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let title = "<script>window.__xss = 1</script>\"><img src=x onerror=\"window.__xss = 2\">";
+        let prompt = "Hello <img src=x onerror=\"window.__xss = 3\"> <div hx-get=\"/boom\" hx-trigger=\"load\">hx</div> [link](javascript:window.__xss=4)";
+        let c = app
+            .create(json!({"title": title, "prompt": prompt, "source": "<b>src</b>",
+                "options": [{"id": "x", "label": "<img src=x onerror=\"window.__xss = 5\">", "description": "<script>window.__xss = 6</script>"}]}))
+            .await;
+        let id = id_of(&c);
+        let page = browser.new_page().await;
+        page.call("Page.setBypassCSP", json!({"enabled": false})).await;
+        open(&page, &app, &id).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await; // a tick and its swaps
+        assert_eq!(page.eval("typeof window.__xss").await, "undefined");
+        assert_eq!(page.text("h1").await, title);
+        assert_eq!(page.eval("document.querySelectorAll('main img, main script:not([src]), [onerror]').length").await, 0);
+        assert_eq!(page.eval("document.querySelectorAll('.prompt [hx-get], a[href^=javascript]').length").await, 0);
+        assert!(page.text(".prompt").await.contains("<img src=x"));
+        assert!(page.text(".option .label").await.contains("<img"));
+        app.command(&id, "submit", json!({"selection": ["x"], "annotation": "<script>window.__xss = 7</script>"})).await;
+        page.wait_for("document.querySelector('#status').dataset.status === 'submitted'", Duration::from_secs(2)).await;
+        assert!(page.text("#status").await.contains("<script>"));
+        let dashboard = browser.new_page().await;
+        dashboard.goto(&app.url("/")).await;
+        dashboard.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(5)).await;
+        app.create(json!({"title": "<img src=x onerror=\"window.__xss = 8\">", "options": [{"id": "a"}]})).await;
+        dashboard.wait_for("document.querySelectorAll('#active li').length === 1", Duration::from_secs(2)).await;
+        assert_eq!(dashboard.eval("typeof window.__xss").await, "undefined");
+        assert_eq!(dashboard.eval("document.querySelectorAll('main img').length").await, 0);
+        assert!(dashboard.text("#finished").await.contains("<script>window.__xss = 1</script>"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_choice_page_looks_right_on_a_desktop_and_a_phone() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let c = app
+            .create(json!({
+                "title": "Deploy build 1234 to production?",
+                "prompt": "All **42 checks** passed. The release notes are [here](https://example.com/notes).\n\n- migrates the `orders` table\n- needs a 2 minute maintenance window",
+                "options": [
+                    {"id": "ship", "label": "Ship it now", "description": "Deploy to all regions", "recommended": true},
+                    {"id": "canary", "label": "Canary first", "description": "5% of traffic for an hour"},
+                    {"id": "hold", "label": "Hold", "description": null}
+                ],
+                "default_selection": ["hold"], "timeout_seconds": 300, "source": "nightly-build"
+            }))
+            .await;
+        let id = id_of(&c);
+        let page = browser.new_page().await;
+        page.set_viewport(1100, 900, false).await;
+        open(&page, &app, &id).await;
+        page.screenshot(&screenshot_path("choice.png")).await;
+        page.set_viewport(390, 844, true).await;
+        page.screenshot(&screenshot_path("choice-phone.png")).await;
+        let weight = page
+            .eval("performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource')).map(e => [e.name, e.transferSize, e.encodedBodySize])")
+            .await;
+        println!("requests: {weight}");
+        let entries = weight.as_array().unwrap();
+        let transferred: f64 = entries.iter().map(|e| e[1].as_f64().unwrap_or(0.0)).sum();
+        // The page, its stylesheet and its one script; the stream is the fourth request.
+        assert_eq!(entries.len(), 3, "{weight}");
+        assert!(transferred < 80.0 * 1024.0, "{transferred} bytes");
+        println!("a choice page: {} requests and its stream, {transferred} bytes transferred", entries.len());
+        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+    })
+    .await;
+}

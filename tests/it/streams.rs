@@ -1,0 +1,294 @@
+//! The SSE streams: fragments at connect, changes at once, ticks, viewers, close, keepalive.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{SseClient, TestApp, id_of};
+
+#[tokio::test]
+async fn a_timeout_change_reaches_five_viewers_within_a_second_and_they_are_counted() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(120.0).await);
+    let url = app.url(&format!("/choice/{id}/events"));
+    let mut viewers = Vec::new();
+    for _ in 0..5 {
+        let mut sse = SseClient::connect(&app.client, &url, None).await;
+        // The current fragments come first.
+        let mut names = Vec::new();
+        for _ in 0..3 {
+            let m = sse
+                .next(Duration::from_secs(2))
+                .await
+                .expect("a fragment at connect");
+            assert!(m.id.is_some(), "every message has an id");
+            names.push(m.event);
+        }
+        assert_eq!(names, ["status", "remaining", "viewers"]);
+        viewers.push(sse);
+    }
+    let c = app.choice(&id).await;
+    assert_eq!(c["viewers"], 5);
+    assert_eq!(c["watchers"].as_array().unwrap().len(), 5);
+
+    let (status, _) = app.command(&id, "timeout", json!({"seconds": 600})).await;
+    assert_eq!(status, StatusCode::OK);
+    let changed = Instant::now();
+    let mut worst = Duration::ZERO;
+    for sse in &mut viewers {
+        let m = sse
+            .until("remaining", "data-remaining=\"5", Duration::from_secs(1))
+            .await
+            .expect("the change within 1 s");
+        worst = worst.max(changed.elapsed());
+        assert!(
+            m.data.contains("id=\"remaining\"") && m.data.contains("role=\"timer\""),
+            "{}",
+            m.data
+        );
+        assert!(m.data.contains("data-deadline=\"1"), "{}", m.data);
+    }
+    println!("a timeout change reached all 5 viewers within {worst:?}");
+    assert!(worst < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn ticks_arrive_every_second_with_the_same_bytes_for_every_viewer() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(120.0).await);
+    let url = app.url(&format!("/choice/{id}/events"));
+    let mut a = SseClient::connect(&app.client, &url, None).await;
+    let mut b = SseClient::connect(&app.client, &url, None).await;
+    let mut ticks_a = Vec::new();
+    let mut ticks_b = Vec::new();
+    let until = Instant::now() + Duration::from_millis(3_500);
+    while Instant::now() < until {
+        if let Some(m) = a.next(Duration::from_millis(100)).await {
+            if m.event == "remaining" {
+                ticks_a.push(m.data)
+            }
+        }
+        if let Some(m) = b.next(Duration::from_millis(100)).await {
+            if m.event == "remaining" {
+                ticks_b.push(m.data)
+            }
+        }
+    }
+    assert!(ticks_a.len() >= 3, "{} ticks in 3.5 s", ticks_a.len());
+    let common: Vec<_> = ticks_a.iter().filter(|t| ticks_b.contains(t)).collect();
+    assert!(
+        common.len() >= 2,
+        "both viewers got the same rendered ticks"
+    );
+}
+
+#[tokio::test]
+async fn a_final_status_is_followed_by_close_and_the_stream_ends() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(120.0).await);
+    let mut sse =
+        SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
+    sse.until("viewers", "", Duration::from_secs(2))
+        .await
+        .expect("connected");
+    app.command(&id, "cancel", json!({})).await;
+    let status = sse
+        .until(
+            "status",
+            "data-status=\"cancelled\"",
+            Duration::from_secs(1),
+        )
+        .await
+        .expect("status");
+    let id_seen = status.id.clone();
+    let mut rest = Vec::new();
+    while let Some(m) = sse.next(Duration::from_secs(2)).await {
+        rest.push(m.event);
+    }
+    assert_eq!(rest.last().map(String::as_str), Some("close"), "{rest:?}");
+    assert!(id_seen.is_some());
+    // A viewer arriving after the end gets the final fragments and close at once.
+    let mut late = SseClient::connect(
+        &app.client,
+        &app.url(&format!("/choice/{id}/events")),
+        Some("1"),
+    )
+    .await;
+    let mut events = Vec::new();
+    while let Some(m) = late.next(Duration::from_secs(2)).await {
+        events.push(m.event);
+    }
+    assert_eq!(events, ["status", "remaining", "viewers", "close"]);
+}
+
+#[tokio::test]
+async fn a_reconnect_with_last_event_id_gets_the_current_fragments_at_once() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(120.0).await);
+    let url = app.url(&format!("/choice/{id}/events"));
+    let mut first = SseClient::connect(&app.client, &url, None).await;
+    let last = first
+        .next(Duration::from_secs(2))
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    drop(first);
+    app.command(&id, "pause", json!({})).await;
+    let started = Instant::now();
+    let mut again = SseClient::connect(&app.client, &url, Some(&last)).await;
+    let status = again.next(Duration::from_secs(1)).await.expect("at once");
+    assert_eq!(status.event, "status");
+    assert!(
+        status.data.contains("data-status=\"paused\""),
+        "{}",
+        status.data
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn unknown_choices_have_no_stream() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .get(app.url("/choice/nope/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_dashboard_stream_carries_the_board_and_a_new_choice_within_a_second() {
+    let app = TestApp::spawn().await;
+    let mut sse = SseClient::connect(&app.client, &app.url("/events"), None).await;
+    let board = sse
+        .next(Duration::from_secs(2))
+        .await
+        .expect("the board at connect");
+    assert_eq!(board.event, "board");
+    assert!(board.data.contains("id=\"board\""));
+    let created = Instant::now();
+    let id = id_of(
+        &app.create(json!({"title": "Coffee?", "options": [{"id": "yes"}]}))
+            .await,
+    );
+    sse.until("board", &format!("row-{id}"), Duration::from_secs(1))
+        .await
+        .expect("the new row within 1 s");
+    assert!(created.elapsed() < Duration::from_secs(1));
+    sse.until("remaining", &format!("left-{id}"), Duration::from_secs(2))
+        .await
+        .expect("its countdown ticks");
+}
+
+#[tokio::test]
+async fn pages_are_html_and_an_unknown_choice_is_a_readable_404() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(60.0).await);
+    let r = app
+        .client
+        .get(app.url(&format!("/choice/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let page = r.text().await.unwrap();
+    for needle in [
+        "id=\"remaining\"",
+        "role=\"timer\"",
+        "data-remaining=",
+        "data-deadline=",
+        "id=\"status\"",
+        "id=\"viewers\"",
+        "<noscript>",
+    ] {
+        assert!(page.contains(needle), "the page has {needle}");
+    }
+    let r = app
+        .client
+        .get(app.url("/choice/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("Not found."));
+    let r = app
+        .client
+        .get(app.url(&format!("/choice/{id}")))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["id"],
+        id.as_str()
+    );
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    assert!(r.text().await.unwrap().contains("id=\"board\""));
+}
+
+#[tokio::test]
+async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_error_box() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(60.0).await);
+    let r = app
+        .client
+        .post(app.url(&format!("/choice/{id}/pause")))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("id=\"status\"")
+            && body.contains("data-status=\"paused\"")
+            && body.contains("hx-swap-oob"),
+        "{body}"
+    );
+    let r = app
+        .client
+        .post(app.url(&format!("/choice/{id}/pause")))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.headers()["hx-retarget"], "#errors");
+    assert!(r.text().await.unwrap().contains("already paused"));
+}
+
+#[tokio::test]
+async fn static_files_are_cached_and_compressed() {
+    let app = TestApp::spawn().await;
+    for path in ["/static/app.js", "/static/app.css"] {
+        let r = app
+            .client
+            .get(app.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            r.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+    }
+}
