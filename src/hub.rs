@@ -44,8 +44,11 @@ pub struct ChoiceFrames {
     pub viewers: Part,
     /// The choice is final for good: send `close` after the status and end the stream.
     pub closed: bool,
-    /// The choice these frames were rendered from, for encoders that need more (WebSocket).
+    /// The choice these frames were rendered from.
     pub choice: Option<Arc<Choice>>,
+    /// WebSocket `sync` (at every deadline change and every 5 s) and `status` messages.
+    pub ws_sync: Part,
+    pub ws_status: Part,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -344,6 +347,11 @@ impl Topic {
             },
             closed: closes(&state.choice),
             choice: Some(state.choice.clone()),
+            ws_sync: Part {
+                count: 1,
+                bytes: Bytes::from(crate::json::sync(&state.choice, now).to_string()),
+            },
+            ws_status: Part::default(),
         };
         Topic {
             frames: watch::channel(frames).0,
@@ -358,18 +366,30 @@ impl Topic {
         if choice.version <= state.choice.version {
             return;
         }
-        state.choice = choice;
+        let before = std::mem::replace(&mut state.choice, choice);
         state.seq = state.seq.max(seq);
+        let now = now_ms();
         let status = render_status(&state);
-        let remaining = render_remaining(&state, now_ms());
+        let remaining = render_remaining(&state, now);
         let closed = closes(&state.choice);
         let choice = state.choice.clone();
+        let ws_status = crate::json::ws_status(before.status, choice.status).map(Bytes::from);
+        let countdown_moved = (before.deadline, before.paused_remaining, before.timeout_ms)
+            != (choice.deadline, choice.paused_remaining, choice.timeout_ms);
+        let ws_sync =
+            countdown_moved.then(|| Bytes::from(crate::json::sync(&choice, now).to_string()));
         // Rendered and sent under the state lock, so frames of two changes never cross.
         self.frames.send_modify(|f| {
             f.status.replace(status);
             f.remaining.replace(remaining);
             f.closed = closed;
             f.choice = Some(choice);
+            if let Some(message) = ws_status {
+                f.ws_status.replace(message);
+            }
+            if let Some(message) = ws_sync {
+                f.ws_sync.replace(message);
+            }
         });
     }
 
@@ -394,7 +414,15 @@ impl Topic {
         let state = lock(&self.state);
         if state.choice.status == Status::Pending {
             let frame = render_remaining(&state, now);
-            self.frames.send_modify(|f| f.remaining.replace(frame));
+            // Sockets get a fresh `sync` every 5 s (on the wall-clock second, like the ticks).
+            let sync = (now.div_euclid(1000) % 5 == 0)
+                .then(|| Bytes::from(crate::json::sync(&state.choice, now).to_string()));
+            self.frames.send_modify(|f| {
+                f.remaining.replace(frame);
+                if let Some(sync) = sync {
+                    f.ws_sync.replace(sync);
+                }
+            });
         }
     }
 }

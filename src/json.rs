@@ -107,3 +107,16 @@ pub fn sync(c: &Choice, now: Millis) -> Value {
         "paused": c.status == Status::Paused,
     })
 }
+
+/// The WebSocket `status` message for a change of status, if it is one a client is told of.
+pub fn ws_status(before: Status, after: Status) -> Option<String> {
+    let name = match (before, after) {
+        (b, a) if b == a => return None,
+        (_, Status::Submitted) => "submitted",
+        (_, Status::Cancelled) => "cancelled",
+        (_, Status::TimedOut) => "timeout",
+        (_, Status::Paused) => "paused",
+        (_, Status::Pending) => "resumed",
+    };
+    Some(json!({"type": "status", "status": name}).to_string())
+}

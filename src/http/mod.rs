@@ -4,8 +4,10 @@
 pub mod api;
 pub mod commands;
 pub mod error;
+pub mod log;
 pub mod pages;
 pub mod sse;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,12 +47,37 @@ pub struct Settings {
     pub public_url: String,
 }
 
+impl Settings {
+    /// Is this browser request from one of our own pages? A request without `Origin` (curl, a
+    /// script, a native client) passes; a browser always sends one on POSTs and upgrades.
+    pub fn same_origin(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+            return true;
+        };
+        if origin.eq_ignore_ascii_case(&self.public_url) {
+            return true;
+        }
+        // Reached under another name than the public URL (127.0.0.1 vs localhost): the Host the
+        // browser used is ours too.
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        !host.is_empty()
+            && (origin.eq_ignore_ascii_case(&format!("http://{host}"))
+                || origin.eq_ignore_ascii_case(&format!("https://{host}")))
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/choices", post(api::create).get(api::list))
         .route("/api/choices/{id}", get(api::one))
         .route("/api/choices/{id}/wait", get(api::wait))
         .route("/api/status", get(api::status))
+        .route("/api/events", get(log::events))
+        .route("/ws", get(ws::log_socket))
+        .route("/ws/{id}", get(ws::choice_socket))
         .route("/healthz", get(api::healthz))
         .route("/", get(pages::dashboard))
         .route("/board", get(pages::board))

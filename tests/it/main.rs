@@ -9,3 +9,4 @@ mod commands;
 mod durability;
 mod garbage;
 mod streams;
+mod ws;

@@ -1,0 +1,88 @@
+//! The event log, live: `GET /api/events` (SSE). Every event after `since`, exactly once and in
+//! seq order, then live. The broadcast only wakes a reader; the events themselves always come
+//! from the store, so a reader that falls behind is caught up from the database, never dropped,
+//! and an event committed late on another node is read in its place.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{broadcast, watch};
+
+use super::{AppError, AppState, Params};
+use crate::engine::Engine;
+use crate::store::LogEvent;
+
+const PAGE: i64 = 500;
+
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Response, AppError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let since = match (resume, params.int("since", 0, i64::MAX, -1)?) {
+        (Some(seq), _) if seq >= 0 => seq,
+        (_, -1) => state.engine.last_seq(),
+        (_, since) => since,
+    };
+    let frames = follow(state.engine.clone(), since, state.hub.shutdown_signal()).map(|event| {
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        Ok::<_, Infallible>(Bytes::from(format!("id: {}\ndata: {json}\n\n", event.seq)))
+    });
+    let mut response = Response::new(Body::from_stream(frames));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// Every event after `since`, in order, then live until shutdown.
+pub fn follow(
+    engine: Engine,
+    since: i64,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl Stream<Item = LogEvent> + Send {
+    async_stream::stream! {
+        // Subscribed before the first read, so nothing committed in between is missed.
+        let mut wake = engine.subscribe();
+        let mut cursor = since;
+        loop {
+            let page = match engine.store().events_after(cursor, PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "reading the event log failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let full = page.len() as i64 == PAGE;
+            for event in page {
+                cursor = event.seq;
+                yield event;
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                woke = wake.recv() => match woke {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Many changes at once make one read.
+                        while wake.try_recv().is_ok() {}
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = async { shutdown.wait_for(|down| *down).await.map(|_| ()) } => break,
+            }
+        }
+    }
+}

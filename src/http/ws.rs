@@ -1,0 +1,267 @@
+//! The WebSocket face: `/ws/{id}` for two-way clients of one choice, and `/ws` for the event
+//! log. One more encoder of the same core: it reads the hub's ready messages and sends its
+//! commands through the engine like any HTTP command.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::commands::CommandBody;
+use super::{AppError, AppState, Params, log, viewer_of};
+use crate::choice::{Actor, Status, Via};
+use crate::hub::ChoiceWatch;
+
+/// Larger messages are refused (axum's default would be 64 MB).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// A socket silent this long (no message, no pong) is dead.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// Commands per second a socket may send, and the burst it may save up.
+const RATE: f64 = 10.0;
+const BURST: f64 = 20.0;
+
+pub async fn choice_socket(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    if !state.settings.same_origin(&headers) {
+        return Err(AppError::ForbiddenOrigin);
+    }
+    let seq = state.engine.last_seq();
+    // Unknown ids are refused before the upgrade.
+    let choice = state.engine.get(&id).await?;
+    let viewer = viewer_of(&headers);
+    let by = viewer.name.clone();
+    // Subscribe before announcing, so no change falls between the two.
+    let watch = state.hub.watch(choice, seq, viewer);
+    Ok(limit(upgrade)
+        .on_upgrade(move |socket| serve_choice(socket, state, id, by, watch))
+        .into_response())
+}
+
+pub async fn log_socket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    if !state.settings.same_origin(&headers) {
+        return Err(AppError::ForbiddenOrigin);
+    }
+    let since = match params.int("since", 0, i64::MAX, -1)? {
+        -1 => state.engine.last_seq(),
+        since => since,
+    };
+    Ok(limit(upgrade)
+        .on_upgrade(move |socket| async move {
+            let (mut sink, mut incoming) = socket.split();
+            let events = log::follow(state.engine.clone(), since, state.hub.shutdown_signal());
+            tokio::pin!(events);
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(event) => {
+                            let text = serde_json::to_string(&event).unwrap_or_default();
+                            if sink.send(Message::Text(text.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => break,
+                    },
+                    message = incoming.next() => match message {
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "shutting down".into(),
+                })))
+                .await;
+        })
+        .into_response())
+}
+
+fn limit(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+}
+
+fn text(value: serde_json::Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+fn ready(bytes: &axum::body::Bytes) -> Message {
+    Message::Text(Utf8Bytes::try_from(bytes.clone()).unwrap_or_default())
+}
+
+async fn serve_choice(
+    socket: WebSocket,
+    state: AppState,
+    id: String,
+    by: Option<String>,
+    mut watch: ChoiceWatch,
+) {
+    let (mut sink, mut incoming) = socket.split();
+    let (replies, mut to_send) = mpsc::channel::<Message>(16);
+
+    let send = async move {
+        if sink
+            .send(text(json!({"type": "status", "status": "connected"})))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let first = watch.frames.borrow().clone();
+        // Old status messages are history; a client starts from `sync` (and the final status).
+        let mut sent_status = first.ws_status.count;
+        let mut sent_sync = 0;
+        if let Some(choice) = first.choice.as_ref().filter(|c| c.status.is_final()) {
+            if let Some(message) = crate::json::ws_status(Status::Pending, choice.status) {
+                let _ = sink.send(Message::Text(message.into())).await;
+            }
+        }
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        loop {
+            let frames = watch.frames.borrow_and_update().clone();
+            if frames.ws_status.count != sent_status {
+                sent_status = frames.ws_status.count;
+                if sink.send(ready(&frames.ws_status.bytes)).await.is_err() {
+                    return;
+                }
+            }
+            if frames.ws_sync.count != sent_sync && !frames.closed {
+                sent_sync = frames.ws_sync.count;
+                if sink.send(ready(&frames.ws_sync.bytes)).await.is_err() {
+                    return;
+                }
+            }
+            if frames.closed {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: close_code::NORMAL,
+                        reason: "final".into(),
+                    })))
+                    .await;
+                return;
+            }
+            tokio::select! {
+                changed = watch.frames.changed() => if changed.is_err() { return },
+                Some(message) = to_send.recv() => if sink.send(message).await.is_err() { return },
+                _ = ping.tick() => if sink.send(Message::Ping(Default::default())).await.is_err() { return },
+                _ = async { watch.shutdown.wait_for(|down| *down).await.map(|_| ()) } => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::AWAY, reason: "shutting down".into() }))).await;
+                    return;
+                }
+            }
+        }
+    };
+
+    let receive = async move {
+        let mut tokens = BURST;
+        let mut refilled = Instant::now();
+        loop {
+            let message = match tokio::time::timeout(IDLE_LIMIT, incoming.next()).await {
+                Ok(Some(Ok(message))) => message,
+                // Silent for a minute, broken, or gone: drop it.
+                _ => return,
+            };
+            let body = match message {
+                Message::Text(body) => body,
+                Message::Binary(_) => {
+                    let error = AppError::Malformed("send JSON text messages".into());
+                    let _ = replies.send(error_message(&error)).await;
+                    continue;
+                }
+                Message::Close(_) => return,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            tokens = (tokens + refilled.elapsed().as_secs_f64() * RATE).min(BURST);
+            refilled = Instant::now();
+            if tokens < 1.0 {
+                let error = AppError::RateLimited {
+                    retry_after_secs: 1,
+                };
+                let _ = replies.send(error_message(&error)).await;
+                continue;
+            }
+            tokens -= 1.0;
+            if let Some(reply) = handle(&state, &id, &by, body.as_str()).await {
+                if replies.send(reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+
+    // Either side ending ends the socket (and drops the watch: the viewer leaves).
+    tokio::select! {
+        _ = send => {}
+        _ = receive => {}
+    }
+}
+
+/// One client message: a ping gets a pong, a command goes through the engine, anything wrong
+/// gets an error message and the socket stays open.
+async fn handle(state: &AppState, id: &str, by: &Option<String>, body: &str) -> Option<Message> {
+    let parsed: Result<(String, CommandBody), AppError> = (|| {
+        let value: serde_json::Value = serde_json::from_str(body)
+            .map_err(|e| AppError::Malformed(format!("not JSON: {e}")))?;
+        let kind = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| AppError::invalid("type", "every message needs a type"))?;
+        Ok((kind, super::parse_json(body.as_bytes())?))
+    })();
+    let (kind, fields) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(error_message(&e)),
+    };
+    let action = match kind.as_str() {
+        "ping" => return Some(text(json!({"type": "pong"}))),
+        "update_timeout" => "timeout",
+        "pause" | "resume" | "reset" | "submit" | "cancel" => kind.as_str(),
+        other => {
+            return Some(error_message(&AppError::invalid(
+                "type",
+                format!("unknown message type {other:?}"),
+            )));
+        }
+    };
+    let result = async {
+        let command = fields.into_command(action)?;
+        let actor = Actor {
+            via: Via::Ws,
+            by: by.clone(),
+        };
+        state
+            .engine
+            .command(id, command, actor)
+            .await
+            .map_err(AppError::from)
+    }
+    .await;
+    result.err().map(|e| error_message(&e))
+}
+
+fn error_message(e: &AppError) -> Message {
+    let mut message = json!({"type": "error", "code": e.code(), "message": e.message()});
+    if let Some(field) = e.field() {
+        message["field"] = json!(field);
+    }
+    text(message)
+}
