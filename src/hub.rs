@@ -249,6 +249,26 @@ impl Hub {
             .unwrap_or_else(|| Arc::new(views::dashboard::Board::empty()))
     }
 
+    /// A browser changed its display name: everyone watching with it sees the new one.
+    pub fn rename(&self, viewer_key: &str, name: Option<&str>) {
+        let key = format!("k:{viewer_key}");
+        let name = name.unwrap_or(GUEST).to_string();
+        let topics: Vec<Arc<Topic>> = lock(&self.inner.topics).values().cloned().collect();
+        for topic in topics {
+            let mut state = lock(&topic.state);
+            let Some(person) = state.people.get_mut(&key) else {
+                continue;
+            };
+            if person.name == name {
+                continue;
+            }
+            person.name = name.clone();
+            let frame = render_viewers(&state);
+            drop(state);
+            topic.frames.send_modify(|f| f.viewers.replace(frame));
+        }
+    }
+
     fn leave(&self, id: &str, key: &str) {
         let Some(topic) = lock(&self.inner.topics).get(id).cloned() else {
             return;
@@ -436,8 +456,14 @@ impl TopicState {
                 .cmp(&(b == GUEST))
                 .then_with(|| a.to_lowercase().cmp(&b.to_lowercase()))
         });
+        // Viewers are open streams and sockets; someone in their grace period still counts once.
+        let viewers = self
+            .people
+            .values()
+            .map(|p| p.connections.max(1) as usize)
+            .sum();
         Presence {
-            viewers: self.people.len(),
+            viewers,
             watchers: names,
         }
     }
@@ -550,7 +576,11 @@ impl HubInner {
             .into_iter()
             .collect();
         let topics = lock(&self.topics).clone();
-        let viewers = |id: &str| topics.get(id).map_or(0, |t| lock(&t.state).people.len());
+        let viewers = |id: &str| {
+            topics
+                .get(id)
+                .map_or(0, |t| lock(&t.state).presence().viewers)
+        };
         Ok(views::dashboard::Board {
             active: active
                 .into_iter()

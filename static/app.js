@@ -234,6 +234,18 @@
     else applyMode("live", false);
   }
 
+  // --- Share: copy the page's link (the QR code needs no script).
+  var copy = document.getElementById("copy"), link = document.getElementById("link");
+  if (copy && link && navigator.clipboard) {
+    copy.hidden = false;
+    copy.addEventListener("click", function () {
+      navigator.clipboard.writeText(link.value).then(function () {
+        copy.textContent = "Copied";
+        setTimeout(function () { copy.textContent = "Copy link"; }, 1500);
+      });
+    });
+  }
+
   if (badge) { badge.setAttribute("data-state", "connecting"); paintBadge(); }
   afterUpdate();
   setInterval(tick, 250);

@@ -83,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/board", get(pages::board))
         .route("/events", get(sse::dashboard_events))
         .route("/choice/{id}", get(pages::choice))
+        .route("/name", post(pages::set_name))
+        .route("/timers", post(pages::new_timer))
         .route("/choice/{id}/events", get(sse::choice_events))
         .route("/choice/{id}/{action}", post(commands::command))
         .route("/static/app.css", get(pages::stylesheet))

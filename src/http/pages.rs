@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppError, AppState, VIEWER_COOKIE, cookie, viewer_of, wants_json};
+use super::{AppError, AppState, Body, NAME_COOKIE, VIEWER_COOKIE, viewer_of, wants_json};
+use crate::choice::{CreateRequest, Mode, NewChoice, Rejection};
 use crate::clock::now_ms;
 use crate::views::{self, assets};
 
@@ -34,12 +35,15 @@ pub async fn choice(
     if wants_json(&headers) {
         return Json(state.choice_json(&choice)).into_response();
     }
-    let mut response = html(views::choice::page(
-        &choice,
-        now_ms(),
-        &state.hub.presence(&id),
-    ));
-    if cookie(&headers, VIEWER_COOKIE).is_none() || viewer_of(&headers).key.is_none() {
+    let url = format!("{}/choice/{id}", state.settings.public_url);
+    let viewer = viewer_of(&headers);
+    let context = views::choice::PageContext {
+        url: &url,
+        presence: &state.hub.presence(&id),
+        name: viewer.name.as_deref(),
+    };
+    let mut response = html(views::choice::page(&choice, now_ms(), &context));
+    if viewer.key.is_none() {
         // A stable viewer id lets a reconnecting stream count as the same person.
         if let Ok(key) = crate::engine::new_id() {
             let cookie =
@@ -87,4 +91,101 @@ fn html(markup: maud::Markup) -> Response {
         markup.into_string(),
     )
         .into_response()
+}
+
+/// `POST /name`: this browser's display name, kept in a cookie and shown to everyone watching.
+pub async fn set_name(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let mut name = String::new();
+    let mut back = "/".to_string();
+    for (key, value) in form_urlencoded::parse(&body) {
+        match &*key {
+            "name" => name = value.trim().to_string(),
+            "back" if value.starts_with('/') && !value.starts_with("//") => {
+                back = value.into_owned()
+            }
+            _ => {}
+        }
+    }
+    let htmx = headers.get("hx-request").is_some_and(|v| v == "true");
+    if name.chars().count() > crate::choice::MAX_NAME || name.chars().any(char::is_control) {
+        let e = AppError::invalid(
+            "name",
+            "a name is at most 40 characters, without control characters",
+        );
+        return if htmx {
+            e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()))
+        } else {
+            page_error(e, Some(&back))
+        };
+    }
+    if let Some(key) = viewer_of(&headers).key {
+        state
+            .hub
+            .rename(&key, (!name.is_empty()).then_some(name.as_str()));
+    }
+    let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    let cookie = if name.is_empty() {
+        format!("{NAME_COOKIE}=; Path=/; Max-Age=0; SameSite=Lax")
+    } else {
+        format!("{NAME_COOKIE}={encoded}; Path=/; Max-Age=31536000; SameSite=Lax")
+    };
+    let mut response = if htmx {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response()
+    };
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /timers`: the dashboard's "New timer" form.
+pub async fn new_timer(State(state): State<AppState>, Body(body): Body) -> Response {
+    let mut request = CreateRequest {
+        mode: Some(Mode::Timer),
+        ..CreateRequest::default()
+    };
+    let mut minutes = None;
+    for (key, value) in form_urlencoded::parse(&body) {
+        match &*key {
+            "title" => request.title = value.into_owned(),
+            "minutes" => minutes = Some(value.trim().parse::<f64>()),
+            "start" => request.start_paused = value == "paused",
+            _ => {}
+        }
+    }
+    let created = async {
+        request.timeout_seconds = match minutes {
+            Some(Ok(m)) => Some(m * 60.0),
+            Some(Err(_)) => return Err(AppError::invalid("minutes", "minutes must be a number")),
+            None => None,
+        };
+        let new = NewChoice::try_from(request).map_err(|e| match e {
+            Rejection::Invalid { field, message } if field == "timeout_seconds" => {
+                AppError::invalid(
+                    "minutes",
+                    message.replace(
+                        "timeout_seconds must be between 1 and 604800 seconds",
+                        "a timer runs from 1 second to 7 days",
+                    ),
+                )
+            }
+            other => other.into(),
+        })?;
+        Ok(state.engine.create(new).await?)
+    }
+    .await;
+    match created {
+        Ok(timer) => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/choice/{}", timer.id))],
+        )
+            .into_response(),
+        Err(e) => page_error(e, None),
+    }
 }

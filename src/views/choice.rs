@@ -106,7 +106,32 @@ fn how(c: &Choice) -> String {
     }
 }
 
-pub fn page(c: &Choice, now: Millis, presence: &Presence) -> Markup {
+/// The page's link as a QR code, so a phone can join. Rendered here from our own URL; the SVG
+/// holds only rectangles.
+pub fn qr_code(url: &str) -> Option<Markup> {
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(168, 168)
+        .quiet_zone(true)
+        .build();
+    let svg = svg
+        .split_once("?>")
+        .map_or(svg.as_str(), |(_, rest)| rest)
+        .to_string();
+    Some(trusted(svg).into())
+}
+
+/// Everything the choice page shows besides the choice itself.
+pub struct PageContext<'a> {
+    pub url: &'a str,
+    pub presence: &'a Presence,
+    /// This browser's display name, if it gave one.
+    pub name: Option<&'a str>,
+}
+
+pub fn page(c: &Choice, now: Millis, context: &PageContext<'_>) -> Markup {
+    let presence = context.presence;
     let id = &c.id;
     let action = |name: &str| format!("/choice/{id}/{name}");
     let spec = &c.spec;
@@ -183,7 +208,11 @@ pub fn page(c: &Choice, now: Millis, presence: &Presence) -> Markup {
                         button type="submit" { "Reset" }
                     }
                     form .set method="post" action=(action("timeout")) hx-post=(action("timeout")) hx-swap="none" .when-open {
-                        label { "Seconds left " input type="number" name="seconds" min="1" max="604800" step="1" required; }
+                        @if spec.mode == Mode::Timer {
+                            label { "Minutes " input type="number" name="minutes" min="0.1" max="10080" step="any" required; }
+                        } @else {
+                            label { "Seconds left " input type="number" name="seconds" min="1" max="604800" step="1" required; }
+                        }
                         button type="submit" { "Set" }
                     }
                     @if spec.mode == Mode::Timer {
@@ -191,6 +220,17 @@ pub fn page(c: &Choice, now: Millis, presence: &Presence) -> Markup {
                             button type="submit" { "Stop" }
                         }
                     }
+                }
+                section .share aria-label="Share" {
+                    label { "Link " input #link type="url" readonly value=(context.url); }
+                    button #copy type="button" hidden { "Copy link" }
+                    details { summary { "QR code" } @if let Some(svg) = qr_code(context.url) { div .qr { (svg) } } }
+                }
+                form .name method="post" action="/name" hx-post="/name" hx-swap="none" {
+                    input type="hidden" name="back" value={ "/choice/" (id) };
+                    label { "Your name " input type="text" name="name" maxlength="40" placeholder="guest"
+                        value=[context.name] autocomplete="nickname"; }
+                    button type="submit" { "Save" }
                 }
                 footer .meta {
                     (viewers(presence))

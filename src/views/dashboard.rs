@@ -128,6 +128,18 @@ pub fn page(board_now: &Board, now: Millis) -> Markup {
                         a #refresh .button href="/" hx-get="/board" hx-swap="none" { "Refresh" }
                     }
                 }
+                details .new-timer {
+                    summary { "New timer" }
+                    form method="post" action="/timers" {
+                        label { "Name " input type="text" name="title" required maxlength="200" placeholder="Focus block"; }
+                        label { "Minutes " input type="number" name="minutes" min="0.1" max="10080" step="any" value="25" required; }
+                        fieldset {
+                            label { input type="radio" name="start" value="now" checked; " start now" }
+                            label { input type="radio" name="start" value="paused"; " start paused" }
+                        }
+                        button .primary type="submit" { "Create timer" }
+                    }
+                }
                 (board(board_now, now))
                 div #stream hx-sse:connect="/events" {}
             }

@@ -40,8 +40,9 @@ mod tests {
 
     #[test]
     fn htmx_attributes_cannot_be_smuggled_in() {
-        let out =
-            render("<div hx-get=\"/x\" hx-trigger=\"load\">x</div>\n\nsee [a](https://example.com \"t\")");
+        let out = render(
+            "<div hx-get=\"/x\" hx-trigger=\"load\">x</div>\n\nsee [a](https://example.com \"t\")",
+        );
         assert!(!out.contains("<div hx-get"), "{out}");
         assert!(out.contains("href=\"https://example.com\""), "{out}");
     }

@@ -264,9 +264,21 @@ impl SseClient {
         url: &str,
         last_event_id: Option<&str>,
     ) -> SseClient {
+        match last_event_id {
+            Some(id) => Self::connect_with(client, url, &[("last-event-id", id)]).await,
+            None => Self::connect_with(client, url, &[]).await,
+        }
+    }
+
+    /// Connects with extra request headers (cookies, Last-Event-ID).
+    pub async fn connect_with(
+        client: &reqwest::Client,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> SseClient {
         let mut request = client.get(url).header("accept", "text/event-stream");
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = request.send().await.expect("stream request");
         assert_eq!(response.status(), StatusCode::OK, "stream {url}");

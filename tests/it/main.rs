@@ -9,4 +9,5 @@ mod commands;
 mod durability;
 mod garbage;
 mod streams;
+mod timers;
 mod ws;

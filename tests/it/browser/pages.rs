@@ -271,3 +271,43 @@ async fn a_choice_page_looks_right_on_a_desktop_and_a_phone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_pages_on_a_timer_one_pauses_and_the_other_shows_paused_with_the_same_value() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(
+            &app.create(json!({"title": "Focus block", "mode": "timer", "timeout_seconds": 1500}))
+                .await,
+        );
+        let (a, b) = (browser.new_page().await, browser.new_page().await);
+        a.set_viewport(1000, 800, false).await;
+        open(&a, &app, &id).await;
+        open(&b, &app, &id).await;
+        a.click("#controls form.when-pending button").await;
+        let clicked = tokio::time::Instant::now();
+        b.wait_for(
+            "document.querySelector('#status').dataset.status === 'paused'",
+            Duration::from_secs(1),
+        )
+        .await;
+        println!(
+            "the pause reached the other page in {:?}",
+            clicked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (ta, tb) = (a.text("#remaining").await, b.text("#remaining").await);
+        assert_eq!(ta, tb, "the same frozen value");
+        assert!(
+            b.eval(
+                "getComputedStyle(document.querySelector('form.when-paused')).display !== 'none'"
+            )
+            .await
+            .as_bool()
+            .unwrap()
+        );
+        a.screenshot(&screenshot_path("timer.png")).await;
+        assert!(a.console_errors().is_empty(), "{:?}", a.console_errors());
+    })
+    .await;
+}

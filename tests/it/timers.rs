@@ -1,0 +1,286 @@
+//! Shared timers and who is watching: names, presence that survives blips, rounds, scale.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{SseClient, TestApp, id_of};
+
+fn cookie(viewer: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("cb_viewer={viewer}; cb_name={name}"),
+        None => format!("cb_viewer={viewer}"),
+    }
+}
+
+#[tokio::test]
+async fn two_named_viewers_see_each_other_live_and_in_the_json() {
+    let app = TestApp::spawn().await;
+    let id = id_of(
+        &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
+            .await,
+    );
+    let url = app.url(&format!("/choice/{id}/events"));
+    let ana = cookie("viewer-ana-0123456789", Some("Ana"));
+    let mut a = SseClient::connect_with(&app.client, &url, &[("cookie", &ana)]).await;
+    a.until("viewers", "Ana", Duration::from_secs(2))
+        .await
+        .expect("Ana sees herself");
+    let bo = cookie("viewer-bo-01234567890", Some("Bo%20%3Cb%3E"));
+    let mut b = SseClient::connect_with(&app.client, &url, &[("cookie", &bo)]).await;
+    let seen = a
+        .until("viewers", "data-count=\"2\"", Duration::from_secs(1))
+        .await
+        .expect("Ana sees Bo within 1 s");
+    assert!(
+        seen.data.contains("Ana") && seen.data.contains("Bo &lt;b&gt;"),
+        "names are escaped: {}",
+        seen.data
+    );
+    b.until("viewers", "Ana", Duration::from_secs(1))
+        .await
+        .expect("Bo sees Ana");
+    let c = app.choice(&id).await;
+    assert_eq!(c["viewers"], 2);
+    assert_eq!(c["watchers"], json!([{"name": "Ana"}, {"name": "Bo <b>"}]));
+    // Renaming shows at once to everyone watching.
+    let r = app
+        .client
+        .post(app.url("/name"))
+        .header("cookie", &ana)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name=Ana%20M&back=/choice/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("cb_name=Ana+M")
+    );
+    b.until("viewers", "Ana M", Duration::from_secs(1))
+        .await
+        .expect("the new name within 1 s");
+    let long = "x".repeat(41);
+    let r = app.post_form("/name", &[("name", &long)]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_pause_by_one_is_seen_by_the_other_within_a_second_with_the_same_frozen_value() {
+    let app = TestApp::spawn().await;
+    let id = id_of(
+        &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
+            .await,
+    );
+    let url = app.url(&format!("/choice/{id}/events"));
+    let mut a = SseClient::connect(&app.client, &url, None).await;
+    let mut b = SseClient::connect(&app.client, &url, None).await;
+    for sse in [&mut a, &mut b] {
+        sse.until("viewers", "", Duration::from_secs(2))
+            .await
+            .unwrap();
+    }
+    let paused = Instant::now();
+    let (_, c) = app.command(&id, "pause", json!({})).await;
+    let frozen = format!(
+        "data-remaining=\"{:.3}\"",
+        c["remaining_seconds"].as_f64().unwrap()
+    );
+    for sse in [&mut a, &mut b] {
+        sse.until("status", "data-status=\"paused\"", Duration::from_secs(1))
+            .await
+            .expect("paused within 1 s");
+        sse.until("remaining", &frozen, Duration::from_secs(1))
+            .await
+            .expect("the same frozen value");
+    }
+    assert!(paused.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_rung_timer_reset_starts_round_two() {
+    let app = TestApp::spawn().await;
+    let id = id_of(
+        &app.create(json!({"title": "Sprint", "mode": "timer", "timeout_seconds": 1}))
+            .await,
+    );
+    let mut sse =
+        SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
+    sse.until(
+        "status",
+        "data-status=\"timed_out\"",
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("it rings");
+    let (status, c) = app.command(&id, "reset", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (c["status"].as_str(), c["round"].as_u64()),
+        (Some("pending"), Some(2))
+    );
+    assert!(c["result"].is_null());
+    sse.until("status", "data-round=\"2\"", Duration::from_secs(1))
+        .await
+        .expect("round 2 on the same stream");
+    let kinds: Vec<String> = app
+        .all_events(0)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "timed_out", "reset"]);
+    let single = id_of(&app.create_yes_no(1.0).await);
+    app.get_json(&format!("/api/choices/{single}/wait?timeout=3"))
+        .await;
+    let (status, _) = app.command(&single, "reset", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "only timers have rounds");
+}
+
+#[tokio::test]
+async fn a_viewer_whose_stream_blips_is_not_shown_leaving() {
+    let app = TestApp::spawn().await;
+    let id = id_of(
+        &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
+            .await,
+    );
+    let url = app.url(&format!("/choice/{id}/events"));
+    let mut observer = SseClient::connect_with(
+        &app.client,
+        &url,
+        &[("cookie", &cookie("observer-0123456789", Some("Obs")))],
+    )
+    .await;
+    let ana = cookie("viewer-ana-0123456789", Some("Ana"));
+    let blipper = SseClient::connect_with(&app.client, &url, &[("cookie", &ana)]).await;
+    observer
+        .until("viewers", "data-count=\"2\"", Duration::from_secs(2))
+        .await
+        .unwrap();
+    drop(blipper);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _back = SseClient::connect_with(&app.client, &url, &[("cookie", &ana)]).await;
+    let mut counts = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Some(m) = observer
+        .next(until.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        if m.event == "viewers" {
+            counts.push(m.data);
+        }
+    }
+    assert!(
+        counts.iter().all(|v| v.contains("data-count=\"2\"")),
+        "no leave and return shown: {counts:?}"
+    );
+    assert_eq!(app.choice(&id).await["viewers"], 2);
+    // Someone who really leaves is gone once the grace period has passed.
+    let short = TestApp::spawn_with(|c| c.presence_grace = Duration::from_millis(300)).await;
+    let t = id_of(&short.create(json!({"title": "T", "mode": "timer"})).await);
+    let leaver = SseClient::connect_with(
+        &short.client,
+        &short.url(&format!("/choice/{t}/events")),
+        &[("cookie", &ana)],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(short.choice(&t).await["viewers"], 1);
+    drop(leaver);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(short.choice(&t).await["viewers"], 0);
+}
+
+#[tokio::test]
+async fn twenty_viewers_on_each_of_a_hundred_timers_all_tick() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(id_of(
+            &app.create(
+                json!({"title": format!("timer {i}"), "mode": "timer", "timeout_seconds": 600}),
+            )
+            .await,
+        ));
+    }
+    let mut viewers = Vec::new();
+    for id in &ids {
+        for _ in 0..20 {
+            let url = app.url(&format!("/choice/{id}/events"));
+            viewers.push(SseClient::connect(&app.client, &url, None).await);
+        }
+    }
+    let started = Instant::now();
+    let counts = futures_util::future::join_all(viewers.into_iter().map(|mut sse| async move {
+        let mut ticks = 0;
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Some(m) = sse
+            .next(until.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            if m.event == "remaining" {
+                ticks += 1;
+            }
+        }
+        ticks
+    }))
+    .await;
+    let fewest = counts.iter().min().copied().unwrap_or(0);
+    println!(
+        "2000 viewers on 100 timers for {:?}: fewest ticks {fewest}, total {}",
+        started.elapsed(),
+        counts.iter().sum::<usize>()
+    );
+    assert!(
+        fewest >= 4,
+        "every viewer got at least 4 ticks of its own timer in 5 s (fewest: {fewest})"
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_form_creates_a_timer_running_or_paused() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post_form(
+            "/timers",
+            &[("title", "Standup"), ("minutes", "15"), ("start", "paused")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let id = location.trim_start_matches("/choice/");
+    let c = app.choice(id).await;
+    assert_eq!(
+        (
+            c["mode"].as_str(),
+            c["status"].as_str(),
+            c["timeout_seconds"].as_i64()
+        ),
+        (Some("timer"), Some("paused"), Some(900))
+    );
+    let page = app
+        .client
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<svg") && page.contains(&format!("/choice/{id}")),
+        "a QR code and the link"
+    );
+    let r = app
+        .post_form("/timers", &[("title", "x"), ("minutes", "-3")])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .post_form("/timers", &[("title", "x"), ("minutes", "soon")])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
