@@ -60,7 +60,7 @@ pub fn main() -> i32 {
     };
     // The clients log only warnings: their stderr is for the person (and stdout for MCP).
     init_logging(match cli.command {
-        Some(Cmd::Ask(_) | Cmd::Mcp(_)) => "warn",
+        Some(Cmd::Ask(_) | Cmd::Mcp(_)) => "warn,rmcp=error",
         _ => "info,sqlx=warn",
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()

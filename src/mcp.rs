@@ -291,7 +291,7 @@ impl ChoiceTools {
                 break;
             }
             if let Some(token) = &progress {
-                let elapsed = start.elapsed().as_secs_f64();
+                let elapsed = (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 let when = match choice.status {
                     Status::Paused => format!("paused with {}", clock(choice.remaining_seconds)),
                     _ => clock(choice.remaining_seconds),

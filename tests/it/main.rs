@@ -4,9 +4,11 @@
 mod helpers;
 
 mod api;
+mod ask;
 mod browser;
 mod commands;
 mod durability;
 mod garbage;
+mod mcp;
 mod streams;
 mod ws;
