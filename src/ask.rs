@@ -185,9 +185,17 @@ async fn ask(
     args: &AskArgs,
     interrupt: &mut Interrupt,
 ) -> anyhow::Result<i32> {
+    let create = client.create(request);
+    tokio::pin!(create);
     let created = tokio::select! {
-        created = client.create(request) => created.map_err(refused)?,
-        _ = interrupt.recv() => return Ok(EXIT_INTERRUPTED),
+        created = &mut create => created.map_err(refused)?,
+        _ = interrupt.recv() => {
+            // The server may have created it already: finish the request, cancel what it made.
+            if let Ok(Ok(created)) = tokio::time::timeout(Duration::from_secs(5), create).await {
+                cancel_on_interrupt(client, &created).await;
+            }
+            return Ok(EXIT_INTERRUPTED);
+        }
     };
     eprintln!("choiceboard: {} — answer at {}", created.title, created.url);
     if args.open {

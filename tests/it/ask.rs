@@ -141,10 +141,11 @@ async fn ctrl_c_cancels_the_choice_and_exits_130() {
     let child = ask(&base(&app), &["Deploy?", "--option", "yes"], false);
     let c = active_choice(&base(&app)).await;
     let pid = child.id().expect("a running child").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+    // The shell's builtin kill: no signal crate, no dependence on a kill binary.
+    let kill = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
         .status()
-        .expect("kill runs");
+        .expect("sh runs");
     assert!(kill.success());
     let (code, stdout, stderr) = finish(child).await;
     assert_eq!((code, stdout.as_str()), (130, ""), "stderr: {stderr}");
