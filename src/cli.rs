@@ -25,6 +25,10 @@ pub struct Cli {
 enum Cmd {
     /// Serve the dashboard, the pages and the API (what `choiceboard` alone does).
     Serve(ServeArgs),
+    /// Ask a person and wait: exit 0 submitted, 2 cancelled, 3 timed out, 1 error, 130 Ctrl-C.
+    Ask(crate::ask::AskArgs),
+    /// A Model Context Protocol server on stdio with the tools provide_choice and poll_selection.
+    Mcp(crate::mcp::McpArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -46,8 +50,19 @@ pub struct ServeArgs {
 
 /// Runs the command line; returns the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
-    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors exit 1, not clap's 2: for `ask`, 2 means "cancelled".
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    // The clients log only warnings: their stderr is for the person (and stdout for MCP).
+    init_logging(match cli.command {
+        Some(Cmd::Ask(_) | Cmd::Mcp(_)) => "warn,rmcp=error",
+        _ => "info,sqlx=warn",
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,6 +76,8 @@ pub fn main() -> i32 {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Cmd::Serve(args)) => serve(args).await,
+            Some(Cmd::Ask(args)) => crate::ask::run(args).await,
+            Some(Cmd::Mcp(args)) => crate::mcp::run(args).await,
             None => serve(cli.serve).await,
         }
     });
@@ -73,9 +90,9 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_logging() {
+fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -15,15 +15,21 @@
 //! - [`http`] — the route table, handlers by feature, errors, content negotiation.
 //! - [`server`] — wires store, engine and routes together and serves.
 //! - [`cli`] — the command line.
+//! - [`client`] — the JSON API as a client speaks it; serves in-process when nothing answers.
+//! - [`ask`] — `choiceboard ask`: ask from a shell script, print the answer, exit by outcome.
+//! - [`mcp`] — `choiceboard mcp`: the MCP tools `provide_choice` and `poll_selection` on stdio.
 //! - [`clock`] — wall-clock milliseconds and RFC 3339.
 
+pub mod ask;
 pub mod choice;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod json;
+pub mod mcp;
 pub mod scheduler;
 pub mod server;
 pub mod store;

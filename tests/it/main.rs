@@ -4,10 +4,12 @@
 mod helpers;
 
 mod api;
+mod ask;
 mod browser;
 mod commands;
 mod durability;
 mod garbage;
+mod mcp;
 mod streams;
 mod timers;
 mod ws;

@@ -1,0 +1,362 @@
+//! The JSON API as a client speaks it, for `ask` and `mcp`: create, read, long poll, cancel; and
+//! [`connect`], which serves in-process when nothing answers at the server's address.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::choice::{CreateRequest, Mode, OnTimeout, Status};
+use crate::server::{self, Config};
+
+/// How long a request other than a long poll may take before the server counts as unreachable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the probe at start-up waits for a server to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What went wrong talking to the server.
+#[derive(Debug)]
+pub enum Error {
+    /// Nothing answered, or the connection broke.
+    Unreachable(String),
+    /// The server answered with its JSON error: `{"error": {"code", "message", "field"}}`.
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
+    /// The server answered something that is not the API's JSON.
+    Protocol(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unreachable(e) => write!(f, "the server does not answer: {e}"),
+            Error::Api {
+                status,
+                code,
+                message,
+                field: Some(field),
+            } => write!(f, "{field}: {message} ({code}, HTTP {status})"),
+            Error::Api {
+                status,
+                code,
+                message,
+                field: None,
+            } => write!(f, "{message} ({code}, HTTP {status})"),
+            Error::Protocol(e) => write!(f, "the server answered something unexpected: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The final answer as the API reports it (`result` in the choice JSON).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Answer {
+    pub selection: Vec<String>,
+    pub text: Option<String>,
+    pub annotation: Option<String>,
+    pub option_annotations: BTreeMap<String, String>,
+    pub by: Option<String>,
+}
+
+/// A choice as the server returned it: the fields the clients act on, and the whole JSON.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RemoteChoice {
+    pub id: String,
+    pub url: String,
+    pub title: String,
+    pub mode: Mode,
+    pub status: Status,
+    pub remaining_seconds: f64,
+    pub on_timeout: OnTimeout,
+    #[serde(default)]
+    pub default_selection: Vec<String>,
+    pub result: Option<Answer>,
+    /// The choice JSON exactly as received, for `--json`.
+    #[serde(skip)]
+    pub json: Value,
+}
+
+/// A client of one choiceboard server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Client, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(PROBE_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Unreachable(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// True when anything answers HTTP at the base address (even an error status).
+    pub async fn answers(&self) -> bool {
+        self.request(reqwest::Method::GET, "/healthz")
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    pub async fn create(&self, request: &CreateRequest) -> Result<RemoteChoice, Error> {
+        let r = self
+            .request(reqwest::Method::POST, "/api/choices")
+            .timeout(REQUEST_TIMEOUT)
+            .json(request);
+        self.choice(r).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<RemoteChoice, Error> {
+        let r = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/choices/{}", escape(id)),
+            )
+            .timeout(REQUEST_TIMEOUT);
+        self.choice(r).await
+    }
+
+    /// The long poll: answers as soon as the choice is final, or after `seconds` with its state.
+    pub async fn wait(&self, id: &str, seconds: f64) -> Result<RemoteChoice, Error> {
+        let seconds = seconds.clamp(0.0, 3600.0);
+        let r = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/choices/{}/wait?timeout={seconds:.3}", escape(id)),
+            )
+            .timeout(Duration::from_secs_f64(seconds) + REQUEST_TIMEOUT);
+        self.choice(r).await
+    }
+
+    /// Cancels the choice with an annotation; a choice already final is not an error here.
+    pub async fn cancel(&self, id: &str, annotation: &str) -> Result<RemoteChoice, Error> {
+        let r = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/choice/{}/cancel", escape(id)),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(REQUEST_TIMEOUT)
+            .json(&json!({ "annotation": annotation }));
+        match self.choice(r).await {
+            Err(Error::Api { code, .. }) if code == "already_final" => self.get(id).await,
+            other => other,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => r.bearer_auth(token),
+            None => r,
+        }
+    }
+
+    async fn choice(&self, request: reqwest::RequestBuilder) -> Result<RemoteChoice, Error> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Error::Unreachable(describe(&e)))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("HTTP {status}: {}", describe(&e))))?;
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        let mut choice = RemoteChoice::deserialize(&body)
+            .map_err(|e| Error::Protocol(format!("not a choice: {e}")))?;
+        choice.json = body;
+        Ok(choice)
+    }
+}
+
+fn api_error(status: StatusCode, body: &Value) -> Error {
+    let error = &body["error"];
+    let text = |name: &str| error[name].as_str().map(str::to_string);
+    match (text("code"), text("message")) {
+        (Some(code), Some(message)) => Error::Api {
+            status: status.as_u16(),
+            code,
+            message,
+            field: text("field"),
+        },
+        _ => Error::Protocol(format!("HTTP {status}: {body}")),
+    }
+}
+
+/// An error with its causes, as reqwest nests the useful part (e.g. "connection refused").
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A choice id as one path segment. Ids are URL-safe already; this keeps a stray `/` or `?`
+/// from a caller (an agent's `choice_id`) from reaching another route.
+fn escape(id: &str) -> String {
+    form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// A server this process started because nothing answered at the address.
+pub struct LocalServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl LocalServer {
+    /// Stops serving; waits a moment for open requests, never long.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+/// A client for `server`; when nothing answers there, says so on stderr and serves on that
+/// address in this process, with `database`, until the returned [`LocalServer`] is stopped.
+pub async fn connect(
+    server: &str,
+    token: Option<String>,
+    database: &str,
+) -> anyhow::Result<(Client, Option<LocalServer>)> {
+    let url = Url::parse(server).map_err(|e| anyhow::anyhow!("--server {server:?}: {e}"))?;
+    if url.scheme() != "http" {
+        // No TLS stack in this binary: a remote server sits behind a proxy that speaks http.
+        anyhow::bail!("--server {server:?}: only http:// addresses are spoken to");
+    }
+    let client = Client::new(server, token.clone())?;
+    if client.answers().await {
+        return Ok((client, None));
+    }
+    let addr = local_address(&url).await.map_err(|e| {
+        anyhow::anyhow!("nothing answers at {server}, and this process cannot serve there: {e}")
+    })?;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        // Someone else took the address between the probe and now: use them after all.
+        Err(_) if client.answers().await => return Ok((client, None)),
+        Err(e) => anyhow::bail!("nothing answers at {server}, and listening on {addr} failed: {e}"),
+    };
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "choiceboard: nothing answers at {}; serving on http://{addr} myself (database {database}) while waiting",
+        client.base()
+    );
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, Config::new(database), async {
+        let _ = rx.await;
+    }));
+    let local_base = format!("http://{addr}");
+    let local = Client::new(&local_base, token)?;
+    let mut local_server = LocalServer {
+        addr,
+        shutdown: Some(tx),
+        task,
+    };
+    ready(&local, &mut local_server.task).await?;
+    Ok((local, Some(local_server)))
+}
+
+/// Where to listen for an `http://HOST:PORT` server address: its host must be this machine's.
+async fn local_address(url: &Url) -> anyhow::Result<SocketAddr> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("the address has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut addrs = tokio::net::lookup_host((host, port)).await?;
+    addrs
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{host} resolves to no address"))
+}
+
+/// Waits until the in-process server answers its health check, or reports why it stopped.
+async fn ready(
+    client: &Client,
+    task: &mut tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    for _ in 0..400 {
+        if task.is_finished() {
+            return match task.await {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the in-process server stopped at once")),
+                Ok(Err(e)) => Err(e.context("the in-process server failed")),
+                Err(e) => Err(anyhow::anyhow!("the in-process server failed: {e}")),
+            };
+        }
+        if client.answers().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("the in-process server did not become ready within 10 s")
+}
+
+/// Where `ask` and `mcp` find the server, and what they serve with when nothing answers there.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The choiceboard server. When nothing answers there, this command serves on that address
+    /// itself for as long as it runs.
+    #[arg(
+        long,
+        env = "CHOICEBOARD_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "CHOICEBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The database when serving in-process (see --server).
+    #[arg(
+        long,
+        env = "CHOICEBOARD_DATABASE",
+        default_value = "sqlite://choiceboard.db"
+    )]
+    pub database: String,
+}
+
+impl ServerArgs {
+    /// [`connect`] with these arguments.
+    pub async fn connect(&self) -> anyhow::Result<(Client, Option<LocalServer>)> {
+        connect(&self.server, self.token.clone(), &self.database).await
+    }
+}

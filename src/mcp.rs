@@ -1,0 +1,581 @@
+//! `choiceboard mcp`: a Model Context Protocol server on stdio, so an AI agent can ask a person.
+//! Two tools over the JSON API: `provide_choice` asks and waits, `poll_selection` waits on.
+//!
+//! Agent clients often cut a tool call after about a minute, so a call waits at most
+//! `--max-wait` (sending progress notifications meanwhile) and then answers `pending`; the choice
+//! keeps its own deadline on the server, and the person may still answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use rmcp::handler::server::common::schema_for_type;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::ask::{clock, parse_duration};
+use crate::choice::{CreateRequest, MAX_SOURCE, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Mode};
+use crate::choice::{OnTimeout, OptionRequest, Status};
+use crate::client::{self, Client, RemoteChoice, ServerArgs};
+
+/// How often a waiting call tells the client how much time is left.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Args, Debug, Clone)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// How long one tool call waits before answering `pending` (the choice keeps its deadline).
+    #[arg(
+        long,
+        env = "CHOICEBOARD_MAX_WAIT",
+        default_value = "50s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub max_wait: f64,
+}
+
+/// Runs the MCP server on stdin/stdout until the client closes it; returns the exit status.
+pub async fn run(args: McpArgs) -> anyhow::Result<i32> {
+    let (client, local) = args.server.connect().await?;
+    let tools = ChoiceTools {
+        client,
+        max_wait: Duration::from_secs_f64(args.max_wait),
+        asked: Arc::default(),
+    };
+    let served = match tools.serve(rmcp::transport::stdio()).await {
+        Ok(service) => service
+            .waiting()
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("the MCP session failed: {e}")),
+        Err(e) => Err(anyhow::anyhow!("the MCP client did not initialize: {e}")),
+    };
+    if let Some(local) = local {
+        local.stop().await;
+    }
+    served.map(|()| 0)
+}
+
+/// `provide_choice` arguments: the contract agents already use, plus a deadline.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProvideChoice {
+    /// The question, short, as the heading the person sees.
+    pub title: String,
+    /// Context for the person, in Markdown: what you found, what each option means.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// `single`: exactly one option; `multi`: one or more.
+    #[serde(default)]
+    pub selection_mode: SelectionMode,
+    /// The options, in the order shown.
+    pub options: Vec<ChoiceOptionArg>,
+    /// How long the person has, in seconds (default 300); clamped to 1..=604800.
+    #[serde(default)]
+    pub timeout_seconds: Option<f64>,
+    /// At the deadline: `submit` the recommended options (default), `cancel`, or `reinvoke`
+    /// (nothing is chosen; you are asked to call provide_choice again).
+    #[serde(default)]
+    pub on_timeout: Option<TimeoutAction>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ChoiceOptionArg {
+    /// Unique id, returned in `selected_indices` when chosen (1 to 64 characters).
+    pub id: String,
+    /// The text shown for the option; defaults to the id.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// One or two sentences on what choosing it means.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Marked as recommended and preselected; submitted at the deadline with `on_timeout: submit`.
+    #[serde(default)]
+    pub recommended: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionMode {
+    #[default]
+    Single,
+    Multi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutAction {
+    Submit,
+    Cancel,
+    Reinvoke,
+}
+
+/// `poll_selection` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PollSelection {
+    /// The `choice_id` of a `pending` result.
+    pub choice_id: String,
+    /// How long to wait for the answer at most, in seconds (default and limit: the server's
+    /// maximum wait per call).
+    #[serde(default)]
+    pub wait_seconds: Option<f64>,
+}
+
+#[derive(Clone)]
+struct ChoiceTools {
+    client: Client,
+    max_wait: Duration,
+    /// What each choice asked here does at its deadline: `reinvoke` is ours, not the server's
+    /// (it cancels there), so the result is told apart here.
+    asked: Arc<Mutex<HashMap<String, TimeoutAction>>>,
+}
+
+impl ChoiceTools {
+    fn tools(&self) -> Vec<Tool> {
+        let wait = self.max_wait.as_secs();
+        vec![
+            Tool::new(
+                "provide_choice",
+                format!(
+                    "Ask a person to decide between options, on a web page with a countdown. \
+                     Waits for the answer up to {wait} s per call; an answer still open then \
+                     returns action_status \"pending\" with choice_id: call poll_selection with \
+                     it to keep waiting (the person's deadline is the choice's own). Returns \
+                     action_status (selected, cancelled, cancel_with_annotation, \
+                     timeout_auto_submitted, timeout_cancelled, timeout_reinvoke_requested, \
+                     pending), selected_indices (the chosen option ids), option_annotations, \
+                     additional_annotation, url and choice_id."
+                ),
+                schema_for_type::<ProvideChoice>(),
+            ),
+            Tool::new(
+                "poll_selection",
+                format!(
+                    "Keep waiting for the answer to a provide_choice call that returned \
+                     \"pending\", up to {wait} s per call. Returns the same fields as \
+                     provide_choice; \"pending\" again while the person has not answered."
+                ),
+                schema_for_type::<PollSelection>(),
+            ),
+        ]
+    }
+
+    async fn provide_choice(
+        &self,
+        args: ProvideChoice,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let action = args.on_timeout.unwrap_or(TimeoutAction::Submit);
+        let recommended: Vec<String> = args
+            .options
+            .iter()
+            .filter(|o| o.recommended)
+            .map(|o| o.id.clone())
+            .collect();
+        let limits = (
+            MIN_TIMEOUT_MS as f64 / 1000.0,
+            MAX_TIMEOUT_MS as f64 / 1000.0,
+        );
+        let source = context
+            .client_info()
+            .map(|info| info.name)
+            .filter(|name| !name.trim().is_empty())
+            .unwrap_or_else(|| "mcp".to_string())
+            .chars()
+            .take(MAX_SOURCE)
+            .collect();
+        let request = CreateRequest {
+            title: args.title,
+            prompt: args.prompt,
+            mode: Some(match args.selection_mode {
+                SelectionMode::Single => Mode::Single,
+                SelectionMode::Multi => Mode::Multi,
+            }),
+            options: Some(
+                args.options
+                    .into_iter()
+                    .map(|o| OptionRequest {
+                        id: o.id,
+                        label: o.label,
+                        description: o.description,
+                        recommended: o.recommended,
+                    })
+                    .collect(),
+            ),
+            default_selection: (!recommended.is_empty()).then_some(recommended),
+            on_timeout: Some(match action {
+                TimeoutAction::Submit => OnTimeout::SubmitDefault,
+                TimeoutAction::Cancel | TimeoutAction::Reinvoke => OnTimeout::Cancel,
+            }),
+            timeout_seconds: args.timeout_seconds.map(|t| t.clamp(limits.0, limits.1)),
+            source: Some(source),
+            ..CreateRequest::default()
+        };
+        let created = match self.client.create(&request).await {
+            Ok(created) => created,
+            Err(client::Error::Api {
+                code,
+                message,
+                field,
+                ..
+            }) if code == "invalid" || code == "malformed" => {
+                return Err(refused_argument(field.as_deref(), &message));
+            }
+            Err(e) => return Ok(tool_error(format!("asking failed: {e}"))),
+        };
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(created.id.clone(), action);
+        }
+        self.wait(created, self.max_wait, context).await
+    }
+
+    async fn poll_selection(
+        &self,
+        args: PollSelection,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let budget = match args.wait_seconds {
+            Some(s) if !s.is_finite() || s < 0.0 => {
+                return Err(invalid(
+                    "wait_seconds",
+                    "wait_seconds must be a number of seconds, 0 or more",
+                ));
+            }
+            Some(s) => Duration::from_secs_f64(s).min(self.max_wait),
+            None => self.max_wait,
+        };
+        if args.choice_id.is_empty() {
+            return Err(invalid("choice_id", "choice_id is required"));
+        }
+        let choice = match self.client.get(&args.choice_id).await {
+            Ok(choice) => choice,
+            Err(client::Error::Api { code, .. }) if code == "not_found" => {
+                return Err(invalid(
+                    "choice_id",
+                    format!("no choice has the id {:?}", args.choice_id),
+                ));
+            }
+            Err(e) => return Ok(tool_error(format!("reading the choice failed: {e}"))),
+        };
+        self.wait(choice, budget, context).await
+    }
+
+    /// Waits until the choice is final or `budget` has passed, telling the client how much time
+    /// is left when it asked for progress. A cancelled call stops waiting and leaves the choice
+    /// alone: the person may still be answering, and the deadline decides.
+    async fn wait(
+        &self,
+        mut choice: RemoteChoice,
+        budget: Duration,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let start = Instant::now();
+        let progress = context.meta.get_progress_token();
+        loop {
+            if choice.status.is_final() {
+                break;
+            }
+            let left = budget.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            if let Some(token) = &progress {
+                let elapsed = (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+                let when = match choice.status {
+                    Status::Paused => format!("paused with {}", clock(choice.remaining_seconds)),
+                    _ => clock(choice.remaining_seconds),
+                };
+                let note = ProgressNotificationParam::new(token.clone(), elapsed)
+                    .with_total(elapsed + choice.remaining_seconds.max(0.0))
+                    .with_message(format!(
+                        "waiting for a person at {}: {when} left",
+                        choice.url
+                    ));
+                // A client that stopped listening does not stop the wait.
+                let _ = context.peer.notify_progress(note).await;
+            }
+            let step = if progress.is_some() {
+                left.min(PROGRESS_EVERY)
+            } else {
+                left
+            };
+            tokio::select! {
+                read = self.client.wait(&choice.id, step.as_secs_f64()) => match read {
+                    Ok(now) => choice = now,
+                    Err(e) => {
+                        return Ok(tool_error(format!(
+                            "waiting for choice {} failed: {e}; it keeps its deadline, call \
+                             poll_selection with its choice_id to wait again",
+                            choice.id
+                        )));
+                    }
+                },
+                () = context.ct.cancelled() => {
+                    return Err(ErrorData::new(
+                        ErrorCode(-32800),
+                        "the call was cancelled; the choice keeps its deadline",
+                        Some(json!({"choice_id": choice.id})),
+                    ));
+                }
+            }
+        }
+        let asked = self
+            .asked
+            .lock()
+            .ok()
+            .and_then(|asked| asked.get(&choice.id).copied());
+        Ok(CallToolResult::structured(result(&choice, asked)))
+    }
+}
+
+/// The tool result for a choice in its current state; empty fields are left out.
+fn result(choice: &RemoteChoice, asked: Option<TimeoutAction>) -> Value {
+    let answer = choice.result.clone().unwrap_or_default();
+    let annotation = answer.annotation.filter(|a| !a.is_empty());
+    let action = asked.unwrap_or(match choice.on_timeout {
+        OnTimeout::SubmitDefault => TimeoutAction::Submit,
+        OnTimeout::Cancel => TimeoutAction::Cancel,
+    });
+    let status = match choice.status {
+        Status::Submitted => "selected",
+        Status::Cancelled if annotation.is_some() || !answer.option_annotations.is_empty() => {
+            "cancel_with_annotation"
+        }
+        Status::Cancelled => "cancelled",
+        Status::TimedOut => match action {
+            TimeoutAction::Reinvoke => "timeout_reinvoke_requested",
+            TimeoutAction::Submit if !answer.selection.is_empty() => "timeout_auto_submitted",
+            TimeoutAction::Submit | TimeoutAction::Cancel => "timeout_cancelled",
+        },
+        Status::Pending | Status::Paused => "pending",
+    };
+    let mut out = Map::new();
+    out.insert("action_status".into(), json!(status));
+    if !answer.selection.is_empty() {
+        out.insert("selected_indices".into(), json!(answer.selection));
+    }
+    if !answer.option_annotations.is_empty() {
+        out.insert(
+            "option_annotations".into(),
+            json!(answer.option_annotations),
+        );
+    }
+    if let Some(annotation) = annotation {
+        out.insert("additional_annotation".into(), json!(annotation));
+    }
+    out.insert("url".into(), json!(choice.url));
+    out.insert("choice_id".into(), json!(choice.id));
+    Value::Object(out)
+}
+
+/// A bad argument: the MCP error `invalid_params`, naming the field in its message and data.
+fn invalid(field: &str, message: impl std::fmt::Display) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("{field}: {message}"),
+        Some(json!({ "field": field })),
+    )
+}
+
+/// The server's 422 on a create, named by the tool argument that caused it.
+fn refused_argument(field: Option<&str>, message: &str) -> ErrorData {
+    let Some(field) = field else {
+        return ErrorData::invalid_params(message.to_string(), None);
+    };
+    match field.split(['[', '.']).next().unwrap_or("") {
+        "default_selection" => invalid(
+            "options",
+            format!("{message} (the recommended options are the default selection)"),
+        ),
+        "mode" | "min_selections" | "max_selections" => invalid("selection_mode", message),
+        _ => invalid(field, message),
+    }
+}
+
+fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// Tool arguments as `T`; a bad one is an error naming its field (`options[1].id`).
+fn arguments<T: DeserializeOwned>(arguments: Option<JsonObject>) -> Result<T, ErrorData> {
+    let value = Value::Object(arguments.unwrap_or_default());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_string(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (".", None) => "arguments".to_string(),
+            (_, None) => path,
+        };
+        invalid(&field, message)
+    })
+}
+
+impl ServerHandler for ChoiceTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "choiceboard",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Ask a person with provide_choice when a decision is theirs (a destructive step, \
+                 a missing preference, several good paths). If it returns \"pending\", call \
+                 poll_selection with its choice_id until the answer comes.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let result = match request.name.as_ref() {
+            "provide_choice" => {
+                self.provide_choice(arguments(request.arguments)?, &context)
+                    .await
+            }
+            "poll_selection" => {
+                self.poll_selection(arguments(request.arguments)?, &context)
+                    .await
+            }
+            other => Err(invalid(
+                "name",
+                format!("no tool is named {other:?}; there are provide_choice and poll_selection"),
+            )),
+        };
+        result.map(CallToolResponse::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(status: Status, result: Value, on_timeout: &str) -> RemoteChoice {
+        let json = json!({
+            "id": "abc", "url": "http://127.0.0.1:8080/choice/abc", "title": "Deploy?",
+            "mode": "single", "status": status.as_str(), "remaining_seconds": 0.0,
+            "on_timeout": on_timeout, "default_selection": ["no"], "result": result,
+        });
+        RemoteChoice::deserialize(&json).expect("a choice")
+    }
+
+    #[test]
+    fn results_name_the_outcome_and_leave_out_empty_fields() {
+        let selected = choice(
+            Status::Submitted,
+            json!({"selection": ["yes"], "option_annotations": {"yes": "after 6pm"}, "annotation": ""}),
+            "submit_default",
+        );
+        assert_eq!(
+            result(&selected, None),
+            json!({"action_status": "selected", "selected_indices": ["yes"],
+                   "option_annotations": {"yes": "after 6pm"},
+                   "url": "http://127.0.0.1:8080/choice/abc", "choice_id": "abc"})
+        );
+        let cancelled = choice(Status::Cancelled, json!({"selection": []}), "cancel");
+        assert_eq!(result(&cancelled, None)["action_status"], "cancelled");
+        let noted = choice(
+            Status::Cancelled,
+            json!({"selection": [], "annotation": "wrong question"}),
+            "cancel",
+        );
+        assert_eq!(
+            result(&noted, None)["action_status"],
+            "cancel_with_annotation"
+        );
+        assert_eq!(
+            result(&noted, None)["additional_annotation"],
+            "wrong question"
+        );
+        let pending = choice(Status::Pending, Value::Null, "submit_default");
+        assert_eq!(
+            result(&pending, None),
+            json!({"action_status": "pending", "url": "http://127.0.0.1:8080/choice/abc", "choice_id": "abc"})
+        );
+    }
+
+    #[test]
+    fn timeouts_say_what_the_deadline_did() {
+        let submitted = choice(
+            Status::TimedOut,
+            json!({"selection": ["no"]}),
+            "submit_default",
+        );
+        assert_eq!(
+            result(&submitted, None)["action_status"],
+            "timeout_auto_submitted"
+        );
+        let cancelled = choice(Status::TimedOut, json!({"selection": []}), "cancel");
+        assert_eq!(
+            result(&cancelled, None)["action_status"],
+            "timeout_cancelled"
+        );
+        assert_eq!(
+            result(&cancelled, Some(TimeoutAction::Reinvoke))["action_status"],
+            "timeout_reinvoke_requested"
+        );
+        let nothing_recommended =
+            choice(Status::TimedOut, json!({"selection": []}), "submit_default");
+        assert_eq!(
+            result(&nothing_recommended, None)["action_status"],
+            "timeout_cancelled"
+        );
+    }
+
+    #[test]
+    fn bad_arguments_name_their_field() {
+        let field = |args: Value| {
+            let Value::Object(map) = args else {
+                panic!("an object")
+            };
+            let e = arguments::<ProvideChoice>(Some(map)).expect_err("refused");
+            assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
+            e.data.expect("data")["field"]
+                .as_str()
+                .expect("field")
+                .to_string()
+        };
+        assert_eq!(field(json!({"options": []})), "title");
+        assert_eq!(field(json!({"title": "t"})), "options");
+        assert_eq!(
+            field(json!({"title": "t", "options": [{"id": "a"}, {"label": "b"}]})),
+            "options[1].id"
+        );
+        assert_eq!(
+            field(json!({"title": "t", "options": [{"id": "a"}], "selection_mode": "some"})),
+            "selection_mode"
+        );
+        assert_eq!(
+            field(json!({"title": "t", "options": [{"id": "a"}], "timeout_seconds": "soon"})),
+            "timeout_seconds"
+        );
+        assert_eq!(
+            refused_argument(Some("default_selection"), "at most 1").data,
+            Some(json!({"field": "options"}))
+        );
+    }
+}
