@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use crate::choice::{CreateRequest, Mode, OnTimeout, OptionRequest, Status};
 use crate::client::{self, Client, RemoteChoice, ServerArgs};
+pub use crate::clock::parse_duration;
 
 /// Exit statuses: what a script branches on.
 pub const EXIT_SUBMITTED: i32 = 0;
@@ -119,44 +120,6 @@ fn parse_option(raw: &str) -> OptionRequest {
         label,
         ..OptionRequest::default()
     }
-}
-
-/// A duration as people write it: `90` (seconds), `90s`, `5m`, `1h30m`, `1.5h`. Returns seconds.
-pub fn parse_duration(raw: &str) -> Result<f64, String> {
-    let s = raw.trim();
-    let bad = || format!("{raw:?} is not a duration; write 90, 90s, 5m or 1h30m");
-    if s.is_empty() {
-        return Err(bad());
-    }
-    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return s.parse::<f64>().map_err(|_| bad());
-    }
-    let mut total = 0.0;
-    let mut number = String::new();
-    // Units must come largest first, each at most once: `1h30m`, not `30m1h`.
-    let mut last_unit = f64::INFINITY;
-    for c in s.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => return Err(bad()),
-        };
-        if number.is_empty() || unit >= last_unit {
-            return Err(bad());
-        }
-        total += number.parse::<f64>().map_err(|_| bad())? * unit;
-        number.clear();
-        last_unit = unit;
-    }
-    if !number.is_empty() || !total.is_finite() {
-        return Err(bad());
-    }
-    Ok(total)
 }
 
 /// Runs `choiceboard ask`; returns the exit status.

@@ -46,6 +46,17 @@ pub struct ServeArgs {
     /// The origin people reach this server at, used in links (default: http://BIND).
     #[arg(long, env = "CHOICEBOARD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Push new choices and last-minute warnings here (ntfy format); repeatable.
+    #[arg(
+        long = "notify-url",
+        env = "CHOICEBOARD_NOTIFY_URL",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub notify_urls: Vec<String>,
+    /// Delete final choices and notes older than this (e.g. 30d, 12h).
+    #[arg(long, env = "CHOICEBOARD_KEEP", default_value = "30d", value_parser = crate::clock::parse_duration)]
+    pub keep: f64,
 }
 
 /// Runs the command line; returns the process exit status.
@@ -106,6 +117,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
     let config = Config {
         public_url: args.public_url,
+        notify_urls: args.notify_urls,
+        keep: std::time::Duration::from_secs_f64(args.keep.max(60.0)),
         ..Config::new(args.database)
     };
     server::run(listener, config, shutdown_signal()).await?;

@@ -48,6 +48,46 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// A duration as people write it: `90` (seconds), `90s`, `5m`, `1h30m`, `1.5h`, `30d`.
+/// Returns seconds.
+pub fn parse_duration(raw: &str) -> Result<f64, String> {
+    let s = raw.trim();
+    let bad = || format!("{raw:?} is not a duration; write 90, 90s, 5m or 1h30m");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return s.parse::<f64>().map_err(|_| bad());
+    }
+    let mut total = 0.0;
+    let mut number = String::new();
+    // Units must come largest first, each at most once: `1h30m`, not `30m1h`.
+    let mut last_unit = f64::INFINITY;
+    for c in s.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400.0,
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return Err(bad()),
+        };
+        if number.is_empty() || unit >= last_unit {
+            return Err(bad());
+        }
+        total += number.parse::<f64>().map_err(|_| bad())? * unit;
+        number.clear();
+        last_unit = unit;
+    }
+    if !number.is_empty() || !total.is_finite() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

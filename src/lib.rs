@@ -10,6 +10,7 @@
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
 //! - [`hub`] — in-memory fan-out of rendered frames: per watched choice and for the dashboard,
 //!   a 1 Hz ticker, who is watching.
+//! - [`notify`] — pushes to phones (ntfy format) on new choices and a minute before deadlines.
 //! - [`views`] — pages and fragments in Maud, one function per swap target.
 //! - [`json`] — the JSON forms of choices and events from API.md.
 //! - [`http`] — the route table, handlers by feature, errors, content negotiation.
@@ -30,6 +31,7 @@ pub mod http;
 pub mod hub;
 pub mod json;
 pub mod mcp;
+pub mod notify;
 pub mod scheduler;
 pub mod server;
 pub mod store;

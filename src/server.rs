@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::engine::Engine;
 use crate::http::{self, AppState, Settings};
 use crate::hub::Hub;
+use crate::notify::Notifier;
 use crate::store::Store;
 
 #[derive(Clone, Debug)]
@@ -19,6 +20,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How long a viewer whose stream dropped is still shown as watching.
     pub presence_grace: std::time::Duration,
+    /// Where to push "a question is waiting" and "a minute left" (ntfy format).
+    pub notify_urls: Vec<String>,
+    /// Final choices and notes older than this are deleted.
+    pub keep: std::time::Duration,
 }
 
 impl Config {
@@ -27,6 +32,8 @@ impl Config {
             database: database.into(),
             public_url: None,
             presence_grace: std::time::Duration::from_secs(10),
+            notify_urls: Vec::new(),
+            keep: std::time::Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -45,6 +52,10 @@ pub async fn run(
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };
+    if let Some(notifier) = Notifier::start(config.notify_urls, public_url.clone()) {
+        engine.add_subscriber(notifier);
+    }
+    tokio::spawn(retention(engine.store().clone(), config.keep));
     let state = AppState {
         engine,
         hub: hub.clone(),
@@ -60,6 +71,30 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// Deletes old final choices and notes now and then (every hour, or sooner for a short `keep`).
+async fn retention(store: Store, keep: std::time::Duration) {
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    let every = (keep / 2).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(3600),
+    );
+    loop {
+        match store
+            .purge_before(crate::clock::now_ms().saturating_sub(keep_ms))
+            .await
+        {
+            Ok((0, 0)) => {}
+            Ok((choices, notes)) => {
+                tracing::info!(choices, notes, "retention deleted old choices and notes")
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "retention failed; trying again in an hour")
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// A database URL without its password, for logs.

@@ -34,6 +34,14 @@ const PENDING_DEADLINES: &str = "SELECT id, deadline_ms FROM choices WHERE statu
 const EVENTS_AFTER: &str =
     "SELECT seq, at_ms, choice_id, type, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
 const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
+/// Retention: final choices resolved before the cutoff go with their events, and notes
+/// written before it. Seqs are never reused, so pollers' cursors stay valid.
+const PURGE_FINAL_EVENTS: &str = "DELETE FROM events WHERE choice_id IN \
+     (SELECT id FROM choices WHERE status NOT IN ('pending', 'paused') AND resolved_ms < $1)";
+const PURGE_FINAL_CHOICES: &str =
+    "DELETE FROM choices WHERE status NOT IN ('pending', 'paused') AND resolved_ms < $1";
+const PURGE_NOTES: &str =
+    "DELETE FROM events WHERE choice_id IS NULL AND type = 'note' AND at_ms < $1";
 const COUNT_RESOLVED_SINCE: &str =
     "SELECT status, COUNT(*) FROM choices WHERE resolved_ms >= $1 GROUP BY status";
 /// PostgreSQL draws seqs from a sequence, and two transactions may commit them out of order: a
@@ -205,6 +213,27 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// Deletes what retention lets go of (see `PURGE_*`); returns (choices, notes) deleted.
+    pub async fn purge_before(&self, cutoff: Millis) -> anyhow::Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(PURGE_FINAL_EVENTS)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        let choices = sqlx::query(PURGE_FINAL_CHOICES)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let notes = sqlx::query(PURGE_NOTES)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((choices, notes))
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod activity;
 mod api;
 mod ask;
 mod browser;
