@@ -1,9 +1,13 @@
 //! One integration-test binary: every test starts the real server on a port with a real
-//! database file and speaks HTTP to it.
+//! database (a SQLite file, or a fresh PostgreSQL database: see `postgres.rs`) and speaks HTTP
+//! to it.
 
 mod helpers;
+mod pg;
 
 mod api;
 mod commands;
 mod durability;
 mod garbage;
+mod nodes;
+mod postgres;
