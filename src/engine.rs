@@ -170,8 +170,13 @@ impl Engine {
         if shared {
             let mut state = inner.listen.clone();
             let first = state.wait_for(|s| *s == ListenState::Connected);
-            if tokio::time::timeout(FIRST_LISTEN_WAIT, first).await.is_err() {
-                tracing::warn!("serving without LISTEN for now: other nodes' changes arrive once it connects");
+            if tokio::time::timeout(FIRST_LISTEN_WAIT, first)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "serving without LISTEN for now: other nodes' changes arrive once it connects"
+                );
             }
         }
         Ok(Engine { inner })

@@ -207,6 +207,9 @@ impl Store {
     }
 
     pub async fn get(&self, id: &str) -> anyhow::Result<Option<Choice>> {
+        if !storable_id(id) {
+            return Ok(None);
+        }
         let row = sqlx::query(SELECT_CHOICE)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -278,6 +281,9 @@ pub struct Batch {
 
 impl Batch {
     pub async fn load(&mut self, id: &str) -> anyhow::Result<Option<Choice>> {
+        if !storable_id(id) {
+            return Ok(None);
+        }
         let row = sqlx::query(SELECT_CHOICE)
             .bind(id)
             .fetch_optional(&mut *self.tx)
@@ -292,7 +298,15 @@ impl Batch {
             .bind(choice.deadline)
             .bind(choice.created_at)
             .bind(choice.resolved_at)
-            .bind(choice.spec.source.as_deref())
+            // The column is for queries; the exact text is in `state`. PostgreSQL's TEXT
+            // cannot hold U+0000, and one such source must not fail the whole group commit.
+            .bind(
+                choice
+                    .spec
+                    .source
+                    .as_deref()
+                    .map(|s| s.replace('\0', "\u{FFFD}")),
+            )
             .bind(choice.version)
             .bind(serde_json::to_string(choice)?)
             .execute(&mut *self.tx)
@@ -368,15 +382,22 @@ impl Listener {
             Ok(Err(e)) => Err(anyhow::Error::new(e).context("the LISTEN connection failed")),
             Err(_) => {
                 // Quiet for a while: make sure the connection is not silently dead.
-                match tokio::time::timeout(idle, sqlx::query(PG_PING).execute(&mut self.pg)).await
-                {
+                match tokio::time::timeout(idle, sqlx::query(PG_PING).execute(&mut self.pg)).await {
                     Ok(Ok(_)) => Ok(None),
-                    Ok(Err(e)) => Err(anyhow::Error::new(e).context("the LISTEN connection failed")),
+                    Ok(Err(e)) => {
+                        Err(anyhow::Error::new(e).context("the LISTEN connection failed"))
+                    }
                     Err(_) => anyhow::bail!("the LISTEN connection did not answer a ping"),
                 }
             }
         }
     }
+}
+
+/// PostgreSQL's TEXT cannot hold U+0000 (the query would fail), and no stored id has one: an
+/// id with one names no choice, on either backend.
+fn storable_id(id: &str) -> bool {
+    !id.contains('\0')
 }
 
 fn decode_choice(row: &sqlx::any::AnyRow) -> anyhow::Result<Choice> {

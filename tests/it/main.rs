@@ -11,3 +11,4 @@ mod durability;
 mod garbage;
 mod nodes;
 mod postgres;
+mod store;

@@ -7,6 +7,7 @@
 //! names `postgres`). SSE viewers are not part of the server yet; once they are, a variant of
 //! the cross-node latency test should watch an SSE stream on B too.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -25,7 +26,11 @@ async fn two_nodes() -> Option<(TestApp, TestApp)> {
 }
 
 /// Waits on `node` for the choice to become final; resolves with when it answered.
-fn park_waiter(node: &TestApp, id: &str, timeout_s: f64) -> tokio::task::JoinHandle<(Instant, Value)> {
+fn park_waiter(
+    node: &TestApp,
+    id: &str,
+    timeout_s: f64,
+) -> tokio::task::JoinHandle<(Instant, Value)> {
     let client = node.client.clone();
     let url = node.url(&format!("/api/choices/{id}/wait?timeout={timeout_s}"));
     tokio::spawn(async move {
@@ -46,7 +51,10 @@ async fn a_choice_created_on_a_is_listed_and_readable_on_b() {
     };
     assert_eq!(
         health(&b).await,
-        (StatusCode::OK, json!({"status": "ok", "listen": "connected"}))
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "listen": "connected"})
+        )
     );
     let created = a.create_yes_no(60.0).await;
     let id = id_of(&created);
@@ -63,7 +71,10 @@ async fn a_choice_created_on_a_is_listed_and_readable_on_b() {
     );
     let log = b.all_events(0).await;
     assert_eq!(log.len(), 1);
-    assert_eq!((log[0]["type"].as_str(), log[0]["choice_id"].as_str()), (Some("created"), Some(id.as_str())));
+    assert_eq!(
+        (log[0]["type"].as_str(), log[0]["choice_id"].as_str()),
+        (Some("created"), Some(id.as_str()))
+    );
 
     // And back: a change on B is seen on A.
     let (status, _) = b.command(&id, "pause", json!({})).await;
@@ -76,35 +87,53 @@ async fn a_submit_on_a_reaches_a_long_poll_waiter_on_b_within_a_second() {
     let Some((a, b)) = two_nodes().await else {
         return;
     };
-    let mut lags = Vec::with_capacity(100);
+    // Two clocks per change: from the submit leaving the client for A (includes A's commit),
+    // and from A's acknowledgement (what NOTIFY, B's read of the log and B's publish add).
+    let mut from_sent = Vec::with_capacity(100);
+    let mut from_ack = Vec::with_capacity(100);
     for _ in 0..100 {
         let id = id_of(&a.create_yes_no(60.0).await);
         let waiter = park_waiter(&b, &id, 10.0);
         // Time for B to take the request and subscribe before the change happens.
         tokio::time::sleep(Duration::from_millis(40)).await;
-        let (status, _) = a.command(&id, "submit", json!({"selection": ["yes"]})).await;
+        let sent = Instant::now();
+        let (status, _) = a
+            .command(&id, "submit", json!({"selection": ["yes"]}))
+            .await;
         let acknowledged = Instant::now();
         assert_eq!(status, StatusCode::OK);
         let (answered, body) = waiter.await.unwrap();
         assert_eq!(body["status"], "submitted", "{body}");
         assert_eq!(body["result"]["selection"], json!(["yes"]));
-        lags.push(answered.saturating_duration_since(acknowledged));
+        from_sent.push(answered.saturating_duration_since(sent));
+        from_ack.push(answered.saturating_duration_since(acknowledged));
     }
-    lags.sort();
-    let (p50, max) = (lags[lags.len() / 2], lags[lags.len() - 1]);
-    println!(
-        "cross-node latency (submit acknowledged on A -> long-poll answered on B), 100 changes: \
-         p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
-        p50.as_secs_f64() * 1e3,
-        lags[lags.len() * 9 / 10].as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3
+    let summary = |lags: &mut Vec<Duration>| {
+        lags.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let (p50, p90, max) = (lags[50], lags[90], lags[99]);
+        (
+            max,
+            format!(
+                "p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+                ms(p50),
+                ms(p90),
+                ms(max)
+            ),
+        )
+    };
+    let (max_sent, sent_text) = summary(&mut from_sent);
+    let (_, ack_text) = summary(&mut from_ack);
+    // Straight to stderr, past the capture: the number is worth seeing in every run.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "cross-node latency over 100 submits on A seen by a long poll on B: \
+         from the request {sent_text}; from A's acknowledgement {ack_text}"
     );
-    eprintln!(
-        "cross-node latency over 100 changes: p50 {:.1} ms, max {:.1} ms",
-        p50.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3
+    assert!(
+        max_sent < Duration::from_secs(1),
+        "a change took {max_sent:?} to reach node B"
     );
-    assert!(max < Duration::from_secs(1), "a change took {max:?} to reach node B");
 }
 
 #[tokio::test]
@@ -144,7 +173,10 @@ async fn of_fifty_concurrent_submits_spread_over_two_nodes_exactly_one_wins() {
     let winner = &ok[0]["result"]["selection"];
     for node in [&a, &b] {
         let now = node.choice(&id).await;
-        assert_eq!((&now["status"], &now["result"]["selection"]), (&json!("submitted"), winner));
+        assert_eq!(
+            (&now["status"], &now["result"]["selection"]),
+            (&json!("submitted"), winner)
+        );
         let finals = node
             .all_events(0)
             .await
@@ -171,8 +203,16 @@ async fn a_deadline_fires_exactly_once_with_both_nodes_up() {
     let moved = id_of(&created[0]);
     let (status, _) = a.command(&moved, "timeout", json!({"seconds": 1.6})).await;
     assert_eq!(status, StatusCode::OK);
-    let last_due = created.iter().map(|c| rfc3339_ms(c["deadline"].as_str().unwrap())).max().unwrap() + 600;
-    tokio::time::sleep(Duration::from_millis((last_due - now_ms() + 1_200).max(0) as u64)).await;
+    let last_due = created
+        .iter()
+        .map(|c| rfc3339_ms(c["deadline"].as_str().unwrap()))
+        .max()
+        .unwrap()
+        + 600;
+    tokio::time::sleep(Duration::from_millis(
+        (last_due - now_ms() + 1_200).max(0) as u64
+    ))
+    .await;
 
     let log = a.all_events(0).await;
     for c in &created {
@@ -181,7 +221,11 @@ async fn a_deadline_fires_exactly_once_with_both_nodes_up() {
             .iter()
             .filter(|e| e["choice_id"] == id.as_str() && e["type"] == "timed_out")
             .collect();
-        assert_eq!(timed_out.len(), 1, "exactly one timed_out event for {id}: {log:#?}");
+        assert_eq!(
+            timed_out.len(),
+            1,
+            "exactly one timed_out event for {id}: {log:#?}"
+        );
         for node in [&a, &b] {
             let now = node.choice(&id).await;
             assert_eq!(now["status"], "timed_out");
@@ -192,7 +236,11 @@ async fn a_deadline_fires_exactly_once_with_both_nodes_up() {
                 rfc3339_ms(c["deadline"].as_str().unwrap())
             };
             let fired = rfc3339_ms(now["resolved_at"].as_str().unwrap());
-            assert!(fired >= deadline && fired - deadline < 1_000, "fired {} ms after the deadline", fired - deadline);
+            assert!(
+                fired >= deadline && fired - deadline < 1_000,
+                "fired {} ms after the deadline",
+                fired - deadline
+            );
         }
     }
     let moved_fired = rfc3339_ms(a.choice(&moved).await["resolved_at"].as_str().unwrap());
@@ -214,10 +262,10 @@ async fn node_b_keeps_serving_when_node_a_is_killed_and_a_restarted_catches_up()
 
     // On A: one choice due in 1.5 s, one that stays open; B hears of both.
     let create_on_a = |timeout: f64| {
-        let request = client
-            .post(node_a.url("/api/choices"))
-            .json(&json!({"title": "on A", "options": [{"id": "yes"}, {"id": "no"}],
-                          "default_selection": ["no"], "timeout_seconds": timeout}));
+        let request = client.post(node_a.url("/api/choices")).json(
+            &json!({"title": "on A", "options": [{"id": "yes"}, {"id": "no"}],
+                          "default_selection": ["no"], "timeout_seconds": timeout}),
+        );
         async move {
             let r = request.send().await.unwrap();
             assert_eq!(r.status(), StatusCode::CREATED);
@@ -252,23 +300,35 @@ async fn node_b_keeps_serving_when_node_a_is_killed_and_a_restarted_catches_up()
     tokio::time::sleep(Duration::from_millis(300)).await;
     node_a.kill9().await;
     let acknowledged = traffic.await.unwrap();
-    assert!(!acknowledged.is_empty(), "A acknowledged creates before it died");
+    assert!(
+        !acknowledged.is_empty(),
+        "A acknowledged creates before it died"
+    );
 
     // B keeps serving: everything A acknowledged is there, and B takes new work.
     assert_eq!(health(&b).await.0, StatusCode::OK);
     for id in &acknowledged {
-        assert_eq!(b.get_json(&format!("/api/choices/{id}")).await.0, StatusCode::OK);
+        assert_eq!(
+            b.get_json(&format!("/api/choices/{id}")).await.0,
+            StatusCode::OK
+        );
     }
     let made_on_b = id_of(&b.create_yes_no(600.0).await);
-    let (status, _) = b.command(&id_of(&open), "submit", json!({"selection": ["yes"]})).await;
+    let (status, _) = b
+        .command(&id_of(&open), "submit", json!({"selection": ["yes"]}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     // A's deadline fires on B, which armed it when it heard of the create.
     let (_, fired) = b
         .get_json(&format!("/api/choices/{}/wait?timeout=5", id_of(&due)))
         .await;
     assert_eq!(fired["status"], "timed_out");
-    let lag = rfc3339_ms(fired["resolved_at"].as_str().unwrap()) - rfc3339_ms(due["deadline"].as_str().unwrap());
-    assert!((0..1_000).contains(&lag), "B expired A's choice {lag} ms after its deadline");
+    let lag = rfc3339_ms(fired["resolved_at"].as_str().unwrap())
+        - rfc3339_ms(due["deadline"].as_str().unwrap());
+    assert!(
+        (0..1_000).contains(&lag),
+        "B expired A's choice {lag} ms after its deadline"
+    );
 
     // A restarted catches up: it sees what B did meanwhile, and hears B again.
     let node_a = ServerProcess::start(&database, &[]).await;
@@ -276,9 +336,18 @@ async fn node_b_keeps_serving_when_node_a_is_killed_and_a_restarted_catches_up()
         let request = client.get(node_a.url(&path));
         async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    assert_eq!(get_a(format!("/api/choices/{made_on_b}")).await["status"], "pending");
-    assert_eq!(get_a(format!("/api/choices/{}", id_of(&open))).await["status"], "submitted");
-    assert_eq!(get_a(format!("/api/choices/{}", id_of(&due))).await["status"], "timed_out");
+    assert_eq!(
+        get_a(format!("/api/choices/{made_on_b}")).await["status"],
+        "pending"
+    );
+    assert_eq!(
+        get_a(format!("/api/choices/{}", id_of(&open))).await["status"],
+        "submitted"
+    );
+    assert_eq!(
+        get_a(format!("/api/choices/{}", id_of(&due))).await["status"],
+        "timed_out"
+    );
     let waiter = {
         let request = client.get(node_a.url(&format!("/api/choices/{made_on_b}/wait?timeout=10")));
         tokio::spawn(async move {
@@ -339,14 +408,19 @@ async fn a_node_that_loses_its_listen_connection_says_degraded_and_catches_up() 
         if body == json!({"status": "degraded", "listen": "reconnecting"}) {
             break;
         }
-        assert!(cut.elapsed() < Duration::from_secs(3), "B never said it is cut off: {body}");
+        assert!(
+            cut.elapsed() < Duration::from_secs(3),
+            "B never said it is cut off: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // A change on A while B is cut off does not reach B's waiter...
     let waiter = park_waiter(&b, &id, 15.0);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (status, _) = a.command(&id, "submit", json!({"selection": ["yes"]})).await;
+    let (status, _) = a
+        .command(&id, "submit", json!({"selection": ["yes"]}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!waiter.is_finished(), "B cannot have heard of it yet");
@@ -364,9 +438,15 @@ async fn a_node_that_loses_its_listen_connection_says_degraded_and_catches_up() 
     let caught_up = answered.duration_since(allowed);
     println!("B caught up {caught_up:?} after connections were allowed again");
     // Backoff is at most 5 s between attempts.
-    assert!(caught_up < Duration::from_secs(6), "caught up after {caught_up:?}");
+    assert!(
+        caught_up < Duration::from_secs(6),
+        "caught up after {caught_up:?}"
+    );
     assert_eq!(
         health(&b).await,
-        (StatusCode::OK, json!({"status": "ok", "listen": "connected"}))
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "listen": "connected"})
+        )
     );
 }

@@ -12,6 +12,7 @@
 //! `CHOICEBOARD_REQUIRE` names `postgres` (as `.ci/run` does): then the test fails.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -53,8 +54,16 @@ pub fn server_or_skip() -> Option<&'static PgServer> {
             panic!("PostgreSQL is required (CHOICEBOARD_REQUIRE) but unavailable: {why}")
         }
         Err(why) => {
-            println!("skipped: PostgreSQL not found ({why})");
-            eprintln!("skipped: PostgreSQL not found ({why})");
+            // Straight to stderr, past the test harness's capture, so it shows in a plain
+            // `cargo test` (the test itself then passes).
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "skipped: PostgreSQL not found ({why}): {test}"
+            );
             None
         }
     }

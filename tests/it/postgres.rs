@@ -33,7 +33,14 @@ fn the_whole_suite_passes_on_postgres() {
     let exe = std::env::current_exe().expect("the test binary's path");
     let started = std::time::Instant::now();
     let mut child = Command::new(exe)
-        .args(["--skip", "postgres::", "--skip", "nodes::", "--skip", "durability::"])
+        .args([
+            "--skip",
+            "postgres::",
+            "--skip",
+            "nodes::",
+            "--skip",
+            "durability::",
+        ])
         .args(["--test-threads", CHILD_TEST_THREADS])
         .env("CHOICEBOARD_TEST_BACKEND", "postgres")
         .env("CHOICEBOARD_TEST_POSTGRES", &server.url)
@@ -56,10 +63,7 @@ fn the_whole_suite_passes_on_postgres() {
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         let _ = writeln!(std::io::stdout().lock(), "postgres| {line}");
         if let Some(rest) = line.strip_prefix("test result: ok. ") {
-            passed = rest
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse::<usize>().ok());
+            passed = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok());
         }
     }
     let status = child.wait().expect("the child run ends");
