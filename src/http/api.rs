@@ -108,11 +108,11 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.engine.store().ping().await {
         Ok(()) => match state.engine.listen_state() {
             ListenState::Alone => Json(json!({"status": "ok"})).into_response(),
-            ListenState::Connected => {
-                Json(json!({"status": "ok", "listen": "connected"})).into_response()
+            listen @ ListenState::Connected => {
+                Json(json!({"status": "ok", "listen": listen.as_str()})).into_response()
             }
-            ListenState::Reconnecting => {
-                Json(json!({"status": "degraded", "listen": "reconnecting"})).into_response()
+            listen @ ListenState::Reconnecting => {
+                Json(json!({"status": "degraded", "listen": listen.as_str()})).into_response()
             }
         },
         Err(e) => {
