@@ -502,6 +502,9 @@ async fn listen_loop(store: Store, wake: mpsc::Sender<()>, state: watch::Sender<
     }
 }
 
+/// One op applied in the transaction: the event kind, the choice after it and when; or why not.
+type Applied = Result<(EventKind, Choice, i64), EngineError>;
+
 /// Applies every op in one transaction. The outer error means nothing was stored; inner ones
 /// are the ops' own refusals. Results come in the order of `ops`.
 ///
@@ -518,8 +521,7 @@ async fn write_batch(
         Op::Command { id, .. } => id.as_str(),
     });
     let mut tx = store.begin().await?;
-    let mut applied: Vec<Option<Result<(EventKind, Choice, i64), EngineError>>> =
-        (0..ops.len()).map(|_| None).collect();
+    let mut applied: Vec<Option<Applied>> = (0..ops.len()).map(|_| None).collect();
     for &i in &order {
         let now = now_ms();
         applied[i] = Some(match ops[i] {
@@ -570,7 +572,7 @@ async fn apply_command(
     command: &Command,
     actor: &Actor,
     now: i64,
-) -> anyhow::Result<Result<(EventKind, Choice, i64), EngineError>> {
+) -> anyhow::Result<Applied> {
     for _ in 0..MAX_VERSION_RETRIES {
         let Some(mut choice) = tx.load(id).await? else {
             return Ok(Err(EngineError::NotFound));
