@@ -199,7 +199,8 @@ async fn a_deadline_fires_exactly_once_with_both_nodes_up() {
         let node = if i % 2 == 0 { &a } else { &b };
         created.push(node.create_yes_no(1.0).await);
     }
-    // One whose deadline A moves later: B must follow the move, not fire at the old time.
+    // One whose deadline A moves later: it fires once, at the new time, though B had armed
+    // the old one (B hears of the move; a stale expiry would be refused and re-armed).
     let moved = id_of(&created[0]);
     let (status, _) = a.command(&moved, "timeout", json!({"seconds": 1.6})).await;
     assert_eq!(status, StatusCode::OK);
