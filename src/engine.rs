@@ -4,12 +4,21 @@
 //! at that moment, applies them in one transaction, commits once (group commit: one fsync for
 //! many commands) and only then answers each job and publishes its change. Races between
 //! nodes are settled by the store's version check; within a node the writer serialises them.
+//!
+//! On a shared database (PostgreSQL, several nodes) a listener task holds a LISTEN
+//! connection and, on every NOTIFY (and after every reconnect), asks the writer to *follow*
+//! the log: read the events after the last seq it has seen, skip the ones this node wrote
+//! itself (already published right after their commit), and publish the others with the
+//! choice's current row, exactly like a local change. Following runs in the writer task, so
+//! local and remote changes are published one at a time and a choice's published version
+//! never goes backwards.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::choice::{Actor, Choice, Command, EventKind, NewChoice, Rejection, Via};
 use crate::clock::now_ms;
@@ -17,6 +26,12 @@ use crate::scheduler::{Expire, Scheduler};
 use crate::store::{LogEvent, NewEvent, Store};
 
 /// One committed change: the event as logged and the choice right after it.
+///
+/// A change may come from another node (see [`Engine::publish_remote`]); then `choice` is
+/// the row as read when this node learnt of the event, which may already include later
+/// changes. Either way, for one choice the published `choice.version` never decreases.
+/// Events of different choices from different nodes may arrive out of seq order; a
+/// subscriber that needs the log in order reads it from the store.
 #[derive(Debug)]
 pub struct Change {
     pub event: LogEvent,
@@ -54,6 +69,29 @@ struct Inner {
     scheduler: Scheduler,
     subscribers: std::sync::RwLock<Vec<Arc<dyn Subscriber>>>,
     last_seq: AtomicI64,
+    listen: watch::Receiver<ListenState>,
+}
+
+/// Whether this node hears the other nodes' commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenState {
+    /// A database only this node writes (SQLite): nothing to hear.
+    Alone,
+    /// LISTENing: other nodes' changes reach this node within moments.
+    Connected,
+    /// The LISTEN connection is lost (or not yet open); this node retries with backoff and
+    /// catches up from its last seen seq once it is back. Reads and writes still work.
+    Reconnecting,
+}
+
+impl ListenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenState::Alone => "alone",
+            ListenState::Connected => "connected",
+            ListenState::Reconnecting => "reconnecting",
+        }
+    }
 }
 
 enum Op {
@@ -74,28 +112,73 @@ struct Job {
 const MAX_BATCH: usize = 512;
 /// How often a command retries when another node changed the choice between read and write.
 const MAX_VERSION_RETRIES: usize = 5;
+/// How many events one read of the log takes when following other nodes.
+const FOLLOW_PAGE: i64 = 500;
+/// A quiet LISTEN connection is pinged (and the log read, as a safety net) this often.
+const LISTEN_IDLE: Duration = Duration::from_secs(10);
+/// Reconnecting waits this long after the first failure, doubling up to `BACKOFF_MAX`.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long start-up waits for the first LISTEN before serving degraded.
+const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Starts the writer and the deadline scheduler, arming every pending deadline in the
     /// store (overdue ones expire at once).
+    ///
+    /// On a shared database it also starts following the other nodes, and waits a few seconds
+    /// for the first LISTEN; if that fails it serves anyway, degraded, and keeps retrying.
     pub async fn start(store: Store) -> anyhow::Result<Engine> {
         let (jobs, rx) = mpsc::channel(4096);
         let (changes, _) = broadcast::channel(4096);
         let scheduler = Scheduler::default();
+        // The seq first, then the deadlines: a change another node commits in between is
+        // then both in the deadlines and followed from the log, rather than in neither.
+        let seen = store.last_seq().await?;
         for (id, deadline) in store.pending_deadlines().await? {
             scheduler.arm(&id, Some(deadline));
         }
-        let last_seq = AtomicI64::new(store.last_seq().await?);
+        let shared = store.is_shared();
+        let (listen_tx, listen) = watch::channel(if shared {
+            ListenState::Reconnecting
+        } else {
+            ListenState::Alone
+        });
         let inner = Arc::new(Inner {
-            store,
+            store: store.clone(),
             jobs,
             changes,
             scheduler: scheduler.clone(),
             subscribers: Default::default(),
-            last_seq,
+            last_seq: AtomicI64::new(seen),
+            listen,
         });
-        tokio::spawn(write_loop(Arc::downgrade(&inner), rx));
+        let follow = if shared {
+            let (wake, woken) = mpsc::channel(1);
+            tokio::spawn(listen_loop(store, wake.clone(), listen_tx));
+            Some(Follow {
+                seen,
+                own: BTreeSet::new(),
+                woken,
+                wake,
+            })
+        } else {
+            None
+        };
+        tokio::spawn(write_loop(Arc::downgrade(&inner), rx, follow));
         tokio::spawn(scheduler.run(Arc::downgrade(&inner)));
+        if shared {
+            let mut state = inner.listen.clone();
+            let first = state.wait_for(|s| *s == ListenState::Connected);
+            if tokio::time::timeout(FIRST_LISTEN_WAIT, first)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "serving without LISTEN for now: other nodes' changes arrive once it connects"
+                );
+            }
+        }
         Ok(Engine { inner })
     }
 
@@ -106,6 +189,11 @@ impl Engine {
     /// The newest seq this node has published.
     pub fn last_seq(&self) -> i64 {
         self.inner.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Whether this node hears the other nodes (for `/healthz`).
+    pub fn listen_state(&self) -> ListenState {
+        *self.inner.listen.borrow()
     }
 
     /// Every committed change from now on. A receiver that lags sees `Lagged` and must catch
@@ -187,7 +275,10 @@ impl Engine {
         }
     }
 
-    /// Publishes a change committed elsewhere (another node), exactly as if made here.
+    /// Publishes a change committed elsewhere (another node), exactly as if made here: it
+    /// re-arms the deadline and reaches waiters and subscribers. The engine's own follower
+    /// calls this for every event another node commits; `change.choice` should be the row as
+    /// read after the event, so that a choice's published version never goes backwards.
     pub fn publish_remote(&self, change: Change) {
         self.inner.publish(Arc::new(change));
     }
@@ -219,56 +310,221 @@ impl Expire for Inner {
                 via: Via::Timeout,
                 by: None,
             };
-            if let Err(EngineError::Internal(e)) = engine.command(&id, Command::Expire, actor).await
-            {
-                // The deadline stays ours: try again shortly rather than leave it pending.
-                tracing::error!(choice = %id, error = %format!("{e:#}"), "expiring failed; retrying in 1 s");
-                engine.inner.scheduler.arm(&id, Some(now_ms() + 1_000));
+            match engine.command(&id, Command::Expire, actor).await {
+                Ok(_) | Err(EngineError::NotFound) => {}
+                Err(EngineError::Rejected(_)) => {
+                    // Another node expired, answered or moved it first (the version check let
+                    // exactly one of us change it). Arm whatever deadline it has now, in case
+                    // ours was stale; a final choice has none.
+                    if let Ok(Some(current)) = engine.inner.store.get(&id).await {
+                        engine.inner.scheduler.arm(&id, current.deadline);
+                    }
+                }
+                Err(EngineError::Internal(e)) => {
+                    // The deadline stays ours: try again shortly rather than leave it pending.
+                    tracing::error!(choice = %id, error = %format!("{e:#}"), "expiring failed; retrying in 1 s");
+                    engine.inner.scheduler.arm(&id, Some(now_ms() + 1_000));
+                }
             }
         });
     }
 }
 
-async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
+/// The writer's view of the shared log: what it has read, and which seqs it wrote itself.
+struct Follow {
+    /// Every event up to here has been published (or was this node's own).
+    seen: i64,
+    /// Seqs above `seen` that this node committed and published itself.
+    own: BTreeSet<i64>,
+    /// The listener's "read the log" requests (capacity one: requests coalesce).
+    woken: mpsc::Receiver<()>,
+    /// To ask again after a failed read.
+    wake: mpsc::Sender<()>,
+}
+
+async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>, mut follow: Option<Follow>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let Some(inner) = inner.upgrade() else { return };
-        let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
-        match write_batch(&inner.store, &ops).await {
-            Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    let answer = result.map(|change| {
-                        let choice = change.choice.clone();
-                        inner.publish(change);
-                        choice
-                    });
-                    let _ = job.reply.send(answer);
+    loop {
+        // Both branches are cancel-safe; `select!` picks fairly, so neither starves.
+        let follow_due = match follow.as_mut() {
+            Some(f) => tokio::select! {
+                n = jobs.recv_many(&mut batch, MAX_BATCH) => {
+                    if n == 0 {
+                        return;
+                    }
+                    false
                 }
+                Some(()) = f.woken.recv() => true,
+            },
+            None => {
+                if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
+                }
+                false
             }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), jobs = batch.len(), "a write batch failed; nothing in it was stored");
-                for job in batch.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(EngineError::Internal(anyhow::anyhow!("{e:#}"))));
-                }
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        if !batch.is_empty() {
+            write_jobs(&inner, &mut batch, follow.as_mut()).await;
+        }
+        if let (true, Some(f)) = (follow_due, follow.as_mut()) {
+            if let Err(e) = follow_log(&inner, f).await {
+                tracing::error!(error = %format!("{e:#}"), "reading other nodes' changes failed; retrying in 1 s");
+                let wake = f.wake.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = wake.try_send(());
+                });
             }
         }
     }
 }
 
+async fn write_jobs(inner: &Inner, batch: &mut Vec<Job>, mut follow: Option<&mut Follow>) {
+    let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
+    match write_batch(&inner.store, &ops).await {
+        Ok(results) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                let answer = result.map(|change| {
+                    if let Some(f) = follow.as_deref_mut() {
+                        f.own.insert(change.event.seq);
+                    }
+                    let choice = change.choice.clone();
+                    inner.publish(change);
+                    choice
+                });
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), jobs = batch.len(), "a write batch failed; nothing in it was stored");
+            for job in batch.drain(..) {
+                let _ = job
+                    .reply
+                    .send(Err(EngineError::Internal(anyhow::anyhow!("{e:#}"))));
+            }
+        }
+    }
+}
+
+/// Reads the log after `seen` and publishes what other nodes wrote, each event with its
+/// choice's current row. On an error nothing is marked seen, so the next call retries.
+async fn follow_log(inner: &Inner, follow: &mut Follow) -> anyhow::Result<()> {
+    loop {
+        let events = inner.store.events_after(follow.seen, FOLLOW_PAGE).await?;
+        let full_page = events.len() as i64 == FOLLOW_PAGE;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(());
+        };
+        let remote: Vec<LogEvent> = events
+            .into_iter()
+            .filter(|e| !follow.own.remove(&e.seq))
+            .collect();
+        // Load every choice first: if a read fails, nothing is published twice on retry.
+        let mut rows: HashMap<String, Option<Arc<Choice>>> = HashMap::new();
+        for event in &remote {
+            if let Some(id) = &event.choice_id {
+                if !rows.contains_key(id) {
+                    let row = inner.store.get(id).await?.map(Arc::new);
+                    rows.insert(id.clone(), row);
+                }
+            }
+        }
+        follow.seen = last;
+        follow.own = follow.own.split_off(&(last + 1));
+        for event in remote {
+            // Events without a choice (none yet) and choices since deleted have no row to
+            // publish; pollers still read them from the log.
+            let Some(Some(choice)) = event.choice_id.as_ref().and_then(|id| rows.get(id)) else {
+                continue;
+            };
+            let choice = choice.clone();
+            inner.publish(Arc::new(Change { event, choice }));
+        }
+        if !full_page {
+            return Ok(());
+        }
+    }
+}
+
+/// Holds a LISTEN connection and asks the writer to read the log on every NOTIFY, after every
+/// (re)connect, and now and then while all is quiet. Ends when the writer has ended.
+async fn listen_loop(store: Store, wake: mpsc::Sender<()>, state: watch::Sender<ListenState>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut failures: u32 = 0;
+    loop {
+        let attempt = tokio::select! {
+            attempt = store.listen() => attempt,
+            _ = wake.closed() => return,
+        };
+        match attempt {
+            Ok(mut listener) => {
+                // Whatever committed before LISTEN took effect is read by this catch-up;
+                // whatever commits after it is notified.
+                let _ = wake.try_send(());
+                state.send_replace(ListenState::Connected);
+                if failures > 0 {
+                    tracing::info!(
+                        attempts = failures,
+                        "LISTEN connection restored; catching up from the last seen seq"
+                    );
+                }
+                failures = 0;
+                backoff = BACKOFF_MIN;
+                let lost = loop {
+                    tokio::select! {
+                        next = listener.next(LISTEN_IDLE) => match next {
+                            // A commit somewhere, or a quiet spell with a live connection
+                            // (then the read is a cheap safety net).
+                            Ok(_) => { let _ = wake.try_send(()); }
+                            Err(e) => break e,
+                        },
+                        _ = wake.closed() => return,
+                    }
+                };
+                state.send_replace(ListenState::Reconnecting);
+                tracing::warn!(error = %format!("{lost:#}"), "lost the LISTEN connection: other nodes' changes are not heard until it is back; reconnecting");
+            }
+            Err(e) => {
+                state.send_replace(ListenState::Reconnecting);
+                failures += 1;
+                // The first failure and then every tenth, so an outage does not flood the log.
+                if failures % 10 == 1 {
+                    tracing::warn!(error = %format!("{e:#}"), attempts = failures, retry_in = ?backoff, "cannot LISTEN for other nodes' changes");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = wake.closed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One op applied in the transaction: the event kind, the choice after it and when; or why not.
+type Applied = Result<(EventKind, Choice, i64), EngineError>;
+
 /// Applies every op in one transaction. The outer error means nothing was stored; inner ones
-/// are the ops' own refusals.
+/// are the ops' own refusals. Results come in the order of `ops`.
+///
+/// Rows are touched in the order of their choice ids (a stable sort, so two commands on one
+/// choice keep their order): two nodes' batches then lock shared rows in the same order and
+/// never deadlock each other on PostgreSQL.
 async fn write_batch(
     store: &Store,
     ops: &[&Op],
 ) -> anyhow::Result<Vec<Result<Arc<Change>, EngineError>>> {
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| match ops[i] {
+        Op::Create(choice) => choice.id.as_str(),
+        Op::Command { id, .. } => id.as_str(),
+    });
     let mut tx = store.begin().await?;
-    let mut applied: Vec<Result<(EventKind, Choice, i64), EngineError>> =
-        Vec::with_capacity(ops.len());
-    for op in ops {
+    let mut applied: Vec<Option<Applied>> = (0..ops.len()).map(|_| None).collect();
+    for &i in &order {
         let now = now_ms();
-        applied.push(match op {
+        applied[i] = Some(match ops[i] {
             Op::Create(choice) => {
                 tx.insert(choice).await?;
                 Ok((EventKind::Created, choice.clone(), choice.created_at))
@@ -280,10 +536,14 @@ async fn write_batch(
     }
     // Events are appended after every row is written, so on PostgreSQL the seq lock is held
     // only for the inserts and the commit.
-    let mut results = Vec::with_capacity(ops.len());
+    let mut results: Vec<Option<Result<Arc<Change>, EngineError>>> =
+        (0..ops.len()).map(|_| None).collect();
     let mut last_seq = None;
-    for item in applied {
-        results.push(match item {
+    for &i in &order {
+        let Some(item) = applied[i].take() else {
+            anyhow::bail!("internal: op {i} of the batch was not applied");
+        };
+        results[i] = Some(match item {
             Ok((kind, choice, at)) => {
                 let data = crate::json::event_data(kind, &choice, at);
                 let event = NewEvent {
@@ -303,7 +563,7 @@ async fn write_batch(
         });
     }
     tx.commit(last_seq).await?;
-    Ok(results)
+    Ok(results.into_iter().flatten().collect())
 }
 
 async fn apply_command(
@@ -312,7 +572,7 @@ async fn apply_command(
     command: &Command,
     actor: &Actor,
     now: i64,
-) -> anyhow::Result<Result<(EventKind, Choice, i64), EngineError>> {
+) -> anyhow::Result<Applied> {
     for _ in 0..MAX_VERSION_RETRIES {
         let Some(mut choice) = tx.load(id).await? else {
             return Ok(Err(EngineError::NotFound));

@@ -5,6 +5,10 @@
 //! Two tables: `choices` (current state, with a `version`) and `events` (append-only, global
 //! `seq`). Writes happen in a [`Batch`]: one transaction holding any number of commands, which
 //! the engine's writer commits once for all of them (group commit).
+//!
+//! On PostgreSQL several nodes may share the database: every commit sends one
+//! `NOTIFY choiceboard, '<last seq>'`, and a [`Listener`] (one dedicated connection running
+//! `LISTEN choiceboard`) tells the engine when to read the log for changes made elsewhere.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use crate::choice::Choice;
@@ -46,11 +51,22 @@ const COUNT_RESOLVED_SINCE: &str =
     "SELECT status, COUNT(*) FROM choices WHERE resolved_ms >= $1 GROUP BY status";
 /// PostgreSQL draws seqs from a sequence, and two transactions may commit them out of order: a
 /// poller that has read seq 6 would then never see a 5 committed a moment later. Each batch
-/// takes this transaction-scoped lock right before it inserts its events, and holds it until
-/// its commit, so events become visible strictly in seq order. The lock is held only for the
-/// inserts and the commit, and a group commit takes it once for all its commands.
+/// takes this transaction-scoped lock right before it draws its first seq, and holds it until
+/// its commit. PostgreSQL releases a transaction's locks only after its commit is visible to
+/// every new snapshot, so the next batch draws higher seqs only once all lower ones are
+/// visible: events become visible strictly in seq order, and `seq > since` never skips one.
+/// (Seqs of rolled-back batches leave gaps; a gap is never filled later, so skipping it is
+/// right.) The lock is held only for the event inserts, the NOTIFY and the commit (rows are
+/// written before it), and a group commit takes it once for all its commands.
 const PG_SEQ_LOCK: &str = "SELECT pg_advisory_xact_lock(7366423891)";
 const PG_NOTIFY: &str = "SELECT pg_notify('choiceboard', $1)";
+/// The channel every node LISTENs on; the payload is the newest seq of the notifying commit.
+const PG_CHANNEL: &str = "choiceboard";
+/// A cheap round trip that proves the LISTEN connection is still alive.
+const PG_PING: &str = "SELECT 1";
+/// The `application_name` of the LISTEN connection, so an operator (or a test) can find it
+/// in `pg_stat_activity`.
+pub const LISTEN_APPLICATION_NAME: &str = "choiceboard-listen";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -93,6 +109,8 @@ pub enum ListFilter {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database URL, kept on PostgreSQL to open LISTEN connections.
+    listen_url: Option<std::sync::Arc<str>>,
 }
 
 impl Store {
@@ -142,11 +160,49 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
         }
         .context("database migrations failed")?;
-        Ok(Store { pool, backend })
+        let listen_url = (backend == Backend::Postgres).then(|| url.as_str().into());
+        Ok(Store {
+            pool,
+            backend,
+            listen_url,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether other nodes may write to this database too (PostgreSQL), so that this node
+    /// must [`listen`](Store::listen) and follow the log to learn of their changes.
+    pub fn is_shared(&self) -> bool {
+        self.listen_url.is_some()
+    }
+
+    /// Opens a dedicated connection that LISTENs for the commits of every node. Each call
+    /// opens a new one; the caller reconnects by calling again.
+    pub async fn listen(&self) -> anyhow::Result<Listener> {
+        let Some(url) = self.listen_url.as_deref() else {
+            anyhow::bail!("only a shared (PostgreSQL) database has LISTEN");
+        };
+        let options = PgConnectOptions::from_str(url)
+            .context("bad database URL")?
+            .application_name(LISTEN_APPLICATION_NAME);
+        // A pool of one: PgListener takes its connection from a pool. We never let it
+        // reconnect by itself (the engine must catch up after every reconnect), so this pool
+        // is dropped with the listener.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .context("cannot open the LISTEN connection")?;
+        let mut pg = PgListener::connect_with(&pool).await?;
+        pg.eager_reconnect(false);
+        pg.ignore_pool_close_event(true);
+        pg.listen(PG_CHANNEL).await.context("LISTEN failed")?;
+        Ok(Listener { pg })
     }
 
     pub async fn begin(&self) -> anyhow::Result<Batch> {
@@ -159,6 +215,9 @@ impl Store {
     }
 
     pub async fn get(&self, id: &str) -> anyhow::Result<Option<Choice>> {
+        if !storable_id(id) {
+            return Ok(None);
+        }
         let row = sqlx::query(SELECT_CHOICE)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -251,6 +310,9 @@ pub struct Batch {
 
 impl Batch {
     pub async fn load(&mut self, id: &str) -> anyhow::Result<Option<Choice>> {
+        if !storable_id(id) {
+            return Ok(None);
+        }
         let row = sqlx::query(SELECT_CHOICE)
             .bind(id)
             .fetch_optional(&mut *self.tx)
@@ -265,7 +327,15 @@ impl Batch {
             .bind(choice.deadline)
             .bind(choice.created_at)
             .bind(choice.resolved_at)
-            .bind(choice.spec.source.as_deref())
+            // The column is for queries; the exact text is in `state`. PostgreSQL's TEXT
+            // cannot hold U+0000, and one such source must not fail the whole group commit.
+            .bind(
+                choice
+                    .spec
+                    .source
+                    .as_deref()
+                    .map(|s| s.replace('\0', "\u{FFFD}")),
+            )
             .bind(choice.version)
             .bind(serde_json::to_string(choice)?)
             .execute(&mut *self.tx)
@@ -322,6 +392,41 @@ impl Batch {
         self.tx.commit().await.context("commit")?;
         Ok(())
     }
+}
+
+/// A LISTEN connection. Dropping it closes the connection.
+pub struct Listener {
+    pg: PgListener,
+}
+
+impl Listener {
+    /// Waits up to `idle` for the next notification. `Ok(Some(seq))`: a commit with events up
+    /// to `seq` (0 if the payload is not a number); `Ok(None)`: nothing for `idle`, and the
+    /// connection answered a ping; `Err`: the connection is lost, open a new one.
+    pub async fn next(&mut self, idle: Duration) -> anyhow::Result<Option<i64>> {
+        // `try_recv` is cancel-safe: a message is taken off the socket only once it is whole.
+        match tokio::time::timeout(idle, self.pg.try_recv()).await {
+            Ok(Ok(Some(notification))) => Ok(Some(notification.payload().parse().unwrap_or(0))),
+            Ok(Ok(None)) => anyhow::bail!("the LISTEN connection was closed"),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the LISTEN connection failed")),
+            Err(_) => {
+                // Quiet for a while: make sure the connection is not silently dead.
+                match tokio::time::timeout(idle, sqlx::query(PG_PING).execute(&mut self.pg)).await {
+                    Ok(Ok(_)) => Ok(None),
+                    Ok(Err(e)) => {
+                        Err(anyhow::Error::new(e).context("the LISTEN connection failed"))
+                    }
+                    Err(_) => anyhow::bail!("the LISTEN connection did not answer a ping"),
+                }
+            }
+        }
+    }
+}
+
+/// PostgreSQL's TEXT cannot hold U+0000 (the query would fail), and no stored id has one: an
+/// id with one names no choice, on either backend.
+fn storable_id(id: &str) -> bool {
+    !id.contains('\0')
 }
 
 fn decode_choice(row: &sqlx::any::AnyRow) -> anyhow::Result<Choice> {

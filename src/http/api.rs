@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{AppError, AppState, Body, Params, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
+use crate::engine::ListenState;
 use crate::store::ListFilter;
 
 pub const MAX_LIST: i64 = 1000;
@@ -99,9 +100,20 @@ pub async fn status(
     })))
 }
 
+/// 200 while the store answers. On PostgreSQL it also says whether this node hears the other
+/// nodes: while its LISTEN connection is being re-established it is `degraded` (still 200:
+/// reads and writes work, only other nodes' changes arrive late).
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.engine.store().ping().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Ok(()) => match state.engine.listen_state() {
+            ListenState::Alone => Json(json!({"status": "ok"})).into_response(),
+            listen @ ListenState::Connected => {
+                Json(json!({"status": "ok", "listen": listen.as_str()})).into_response()
+            }
+            listen @ ListenState::Reconnecting => {
+                Json(json!({"status": "degraded", "listen": listen.as_str()})).into_response()
+            }
+        },
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "health check: the store does not answer");
             AppError::Unavailable("the database does not answer".into()).into_response()

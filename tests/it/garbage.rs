@@ -141,3 +141,57 @@ async fn garbage_submits_and_timeouts_change_nothing() {
         (json!(1), json!("pending"))
     );
 }
+
+#[tokio::test]
+async fn nul_characters_in_ids_and_text_never_get_a_5xx() {
+    // PostgreSQL's TEXT cannot hold U+0000; SQLite can. Either way: no 5xx.
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post_json(
+            "/api/choices",
+            &json!({"title": "a\u{0}b", "prompt": "\u{0}", "source": "s\u{0}rc",
+                    "options": [{"id": "y\u{0}es", "label": "\u{0}"}], "placeholder": "\u{0}"}),
+        )
+        .await;
+    assert!(
+        status.is_client_error() || status == StatusCode::CREATED,
+        "{status}: {body}"
+    );
+    let (status, body) = app
+        .post_json(
+            "/api/choices",
+            &json!({"title": "t", "source": "s\u{0}rc", "mode": "timer"}),
+        )
+        .await;
+    assert!(
+        status.is_client_error() || status == StatusCode::CREATED,
+        "{status}: {body}"
+    );
+    let id = id_of(&app.create_yes_no(60.0).await);
+    for path in [
+        "/api/choices/a%00b".to_string(),
+        "/api/choices/a%00b/wait?timeout=0".to_string(),
+        "/api/status?since=0%00".to_string(),
+        format!("/api/choices/{id}%00"),
+    ] {
+        let (status, _) = app.get_json(&path).await;
+        assert!(status.is_client_error(), "GET {path}: {status}");
+    }
+    let (status, _) = app
+        .command("a%00b", "submit", json!({"selection": ["yes"]}))
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    let (status, body) = app
+        .command(
+            &id,
+            "submit",
+            json!({"selection": ["yes"], "annotation": "\u{0}", "text": "\u{0}"}),
+        )
+        .await;
+    assert!(
+        status.is_client_error() || status == StatusCode::OK,
+        "{status}: {body}"
+    );
+    let (status, _) = app.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}

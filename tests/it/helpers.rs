@@ -1,4 +1,5 @@
-//! `TestApp`: the real server on 127.0.0.1:0 with a temp SQLite file, and a client for it.
+//! `TestApp`: the real server on 127.0.0.1:0 with a temp SQLite file (or a fresh PostgreSQL
+//! database, see [`on_postgres`]), and a client for it.
 #![allow(dead_code)] // not every test module uses every helper
 
 use std::time::Duration;
@@ -11,20 +12,47 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub database: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Whether this test run uses PostgreSQL for every `TestApp::spawn()`: set by
+/// `CHOICEBOARD_TEST_BACKEND=postgres` (the whole-suite test in `postgres.rs` sets it for
+/// its child run).
+pub fn on_postgres() -> bool {
+    std::env::var("CHOICEBOARD_TEST_BACKEND").is_ok_and(|v| v == "postgres")
+}
+
 impl TestApp {
+    /// The server on a fresh database of this run's backend.
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
     }
 
     /// Like `spawn`, with the server's configuration adjusted first.
     pub async fn spawn_with(tweak: impl FnOnce(&mut choiceboard::server::Config)) -> TestApp {
+        if on_postgres() {
+            let server = crate::pg::server()
+                .unwrap_or_else(|why| panic!("CHOICEBOARD_TEST_BACKEND=postgres, but: {why}"));
+            let database = crate::pg::fresh_database(server).await;
+            return TestApp::start(database, None, tweak).await;
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let database = format!("sqlite://{}", dir.path().join("choiceboard.db").display());
+        TestApp::start(database, Some(dir), tweak).await
+    }
+
+    /// Another server (node) on an existing database.
+    pub async fn spawn_on(database: &str) -> TestApp {
+        TestApp::start(database.to_string(), None, |_| {}).await
+    }
+
+    async fn start(
+        database: String,
+        dir: Option<tempfile::TempDir>,
+        tweak: impl FnOnce(&mut choiceboard::server::Config),
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

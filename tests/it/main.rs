@@ -1,7 +1,9 @@
 //! One integration-test binary: every test starts the real server on a port with a real
-//! database file and speaks HTTP to it.
+//! database (a SQLite file, or a fresh PostgreSQL database: see `postgres.rs`) and speaks HTTP
+//! to it.
 
 mod helpers;
+mod pg;
 
 mod activity;
 mod api;
@@ -11,6 +13,9 @@ mod commands;
 mod durability;
 mod garbage;
 mod mcp;
+mod nodes;
+mod postgres;
+mod store;
 mod streams;
 mod timers;
 mod ws;
