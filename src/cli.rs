@@ -29,6 +29,61 @@ enum Cmd {
     Ask(crate::ask::AskArgs),
     /// A Model Context Protocol server on stdio with the tools provide_choice and poll_selection.
     Mcp(crate::mcp::McpArgs),
+    /// Post a program's activity note; the dashboard shows it live.
+    Note(NoteArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NoteArgs {
+    /// What the note says (at most 2,000 characters).
+    pub message: String,
+    /// The program or project it is about.
+    #[arg(long, env = "CHOICEBOARD_SOURCE", default_value = "shell")]
+    pub source: String,
+    /// A free label, e.g. spec_started, spec_failed, heartbeat.
+    #[arg(long, default_value = "note")]
+    pub kind: String,
+    #[arg(long, value_enum, default_value = "info")]
+    pub level: NoteLevel,
+    /// The choiceboard server.
+    #[arg(
+        long,
+        env = "CHOICEBOARD_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "CHOICEBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum NoteLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+/// `choiceboard note`: one POST; exit 0 when stored, 1 otherwise (with the reason).
+async fn note(args: NoteArgs) -> anyhow::Result<i32> {
+    let client = crate::client::Client::new(&args.server, args.token)?;
+    let request = crate::note::NoteRequest {
+        source: args.source,
+        kind: Some(args.kind),
+        message: args.message,
+        level: Some(match args.level {
+            NoteLevel::Info => crate::note::Level::Info,
+            NoteLevel::Warn => crate::note::Level::Warn,
+            NoteLevel::Error => crate::note::Level::Error,
+        }),
+    };
+    match client.note(&request).await {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            eprintln!("choiceboard note: {e}");
+            Ok(1)
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -71,7 +126,7 @@ pub fn main() -> i32 {
     };
     // The clients log only warnings: their stderr is for the person (and stdout for MCP).
     init_logging(match cli.command {
-        Some(Cmd::Ask(_) | Cmd::Mcp(_)) => "warn,rmcp=error",
+        Some(Cmd::Ask(_) | Cmd::Mcp(_) | Cmd::Note(_)) => "warn,rmcp=error",
         _ => "info,sqlx=warn",
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -89,6 +144,7 @@ pub fn main() -> i32 {
             Some(Cmd::Serve(args)) => serve(args).await,
             Some(Cmd::Ask(args)) => crate::ask::run(args).await,
             Some(Cmd::Mcp(args)) => crate::mcp::run(args).await,
+            Some(Cmd::Note(args)) => note(args).await,
             None => serve(cli.serve).await,
         }
     });

@@ -167,6 +167,28 @@ impl Client {
         }
     }
 
+    /// Posts an activity note; returns its seq.
+    pub async fn note(&self, note: &crate::note::NoteRequest) -> Result<i64, Error> {
+        let response = self
+            .request(reqwest::Method::POST, "/api/notes")
+            .timeout(REQUEST_TIMEOUT)
+            .json(note)
+            .send()
+            .await
+            .map_err(|e| Error::Unreachable(describe(&e)))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::Protocol(format!("HTTP {status}: {}", describe(&e))))?;
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        body["seq"]
+            .as_i64()
+            .ok_or_else(|| Error::Protocol(format!("not a note: {body}")))
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {

@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::choice::{Actor, Choice, Command, EventKind, NewChoice, Rejection, Via};
 use crate::clock::now_ms;
+use crate::note::Note;
 use crate::scheduler::{Expire, Scheduler};
 use crate::store::{LogEvent, NewEvent, Store};
 
@@ -35,7 +36,8 @@ use crate::store::{LogEvent, NewEvent, Store};
 #[derive(Debug)]
 pub struct Change {
     pub event: LogEvent,
-    pub choice: Arc<Choice>,
+    /// The choice right after the event; `None` for events of no choice (notes).
+    pub choice: Option<Arc<Choice>>,
 }
 
 #[derive(Debug)]
@@ -101,11 +103,12 @@ enum Op {
         command: Command,
         actor: Actor,
     },
+    Note(Note),
 }
 
 struct Job {
     op: Op,
-    reply: oneshot::Sender<Result<Arc<Choice>, EngineError>>,
+    reply: oneshot::Sender<Result<Arc<Change>, EngineError>>,
 }
 
 /// How many jobs one transaction takes at most.
@@ -216,7 +219,12 @@ impl Engine {
 
     pub async fn create(&self, new: NewChoice) -> Result<Arc<Choice>, EngineError> {
         let choice = Choice::new(new_id()?, new, now_ms());
-        self.submit_job(Op::Create(choice)).await
+        choice_of(self.submit_job(Op::Create(choice)).await?)
+    }
+
+    /// Appends a program's activity note to the log.
+    pub async fn note(&self, note: Note) -> Result<LogEvent, EngineError> {
+        Ok(self.submit_job(Op::Note(note)).await?.event.clone())
     }
 
     pub async fn command(
@@ -225,15 +233,17 @@ impl Engine {
         command: Command,
         actor: Actor,
     ) -> Result<Arc<Choice>, EngineError> {
-        self.submit_job(Op::Command {
-            id: id.to_string(),
-            command,
-            actor,
-        })
-        .await
+        choice_of(
+            self.submit_job(Op::Command {
+                id: id.to_string(),
+                command,
+                actor,
+            })
+            .await?,
+        )
     }
 
-    async fn submit_job(&self, op: Op) -> Result<Arc<Choice>, EngineError> {
+    async fn submit_job(&self, op: Op) -> Result<Arc<Change>, EngineError> {
         let (reply, answer) = oneshot::channel();
         let gone = || EngineError::Internal(anyhow::anyhow!("the writer has stopped"));
         self.inner
@@ -260,8 +270,12 @@ impl Engine {
             match tokio::time::timeout_at(until, changes.recv()).await {
                 Err(_) => return self.get(id).await,
                 Ok(Ok(change)) => {
-                    if change.choice.id == id && change.choice.status.is_final() {
-                        return Ok((*change.choice).clone());
+                    if let Some(choice) = change
+                        .choice
+                        .as_ref()
+                        .filter(|c| c.id == id && c.status.is_final())
+                    {
+                        return Ok((**choice).clone());
                     }
                 }
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
@@ -287,8 +301,9 @@ impl Engine {
 impl Inner {
     fn publish(&self, change: Arc<Change>) {
         self.last_seq.fetch_max(change.event.seq, Ordering::AcqRel);
-        let c = &change.choice;
-        self.scheduler.arm(&c.id, c.deadline);
+        if let Some(c) = &change.choice {
+            self.scheduler.arm(&c.id, c.deadline);
+        }
         for subscriber in self
             .subscribers
             .read()
@@ -389,9 +404,8 @@ async fn write_jobs(inner: &Inner, batch: &mut Vec<Job>, mut follow: Option<&mut
                     if let Some(f) = follow.as_deref_mut() {
                         f.own.insert(change.event.seq);
                     }
-                    let choice = change.choice.clone();
-                    inner.publish(change);
-                    choice
+                    inner.publish(change.clone());
+                    change
                 });
                 let _ = job.reply.send(answer);
             }
@@ -433,12 +447,13 @@ async fn follow_log(inner: &Inner, follow: &mut Follow) -> anyhow::Result<()> {
         follow.seen = last;
         follow.own = follow.own.split_off(&(last + 1));
         for event in remote {
-            // Events without a choice (none yet) and choices since deleted have no row to
-            // publish; pollers still read them from the log.
-            let Some(Some(choice)) = event.choice_id.as_ref().and_then(|id| rows.get(id)) else {
-                continue;
+            let choice = match event.choice_id.as_ref().map(|id| rows.get(id)) {
+                // A note: no choice to go with it.
+                None => None,
+                Some(Some(Some(choice))) => Some(choice.clone()),
+                // A choice since deleted (retention): nothing to show; pollers still read it.
+                Some(_) => continue,
             };
-            let choice = choice.clone();
             inner.publish(Arc::new(Change { event, choice }));
         }
         if !full_page {
@@ -502,8 +517,30 @@ async fn listen_loop(store: Store, wake: mpsc::Sender<()>, state: watch::Sender<
     }
 }
 
-/// One op applied in the transaction: the event kind, the choice after it and when; or why not.
-type Applied = Result<(EventKind, Choice, i64), EngineError>;
+/// One op applied in the transaction, its event still to be appended; or why not.
+type Applied = Result<Applying, EngineError>;
+
+struct Applying {
+    kind: &'static str,
+    source: Option<String>,
+    /// The choice after the change; none for a note.
+    choice: Option<Choice>,
+    at: i64,
+    data: serde_json::Value,
+}
+
+impl Applying {
+    fn choice(kind: EventKind, choice: Choice, at: i64) -> Applying {
+        let data = crate::json::event_data(kind, &choice, at);
+        Applying {
+            kind: kind.as_str(),
+            source: choice.spec.source.clone(),
+            choice: Some(choice),
+            at,
+            data,
+        }
+    }
+}
 
 /// Applies every op in one transaction. The outer error means nothing was stored; inner ones
 /// are the ops' own refusals. Results come in the order of `ops`.
@@ -519,6 +556,7 @@ async fn write_batch(
     order.sort_by_key(|&i| match ops[i] {
         Op::Create(choice) => choice.id.as_str(),
         Op::Command { id, .. } => id.as_str(),
+        Op::Note(_) => "",
     });
     let mut tx = store.begin().await?;
     let mut applied: Vec<Option<Applied>> = (0..ops.len()).map(|_| None).collect();
@@ -527,8 +565,19 @@ async fn write_batch(
         applied[i] = Some(match ops[i] {
             Op::Create(choice) => {
                 tx.insert(choice).await?;
-                Ok((EventKind::Created, choice.clone(), choice.created_at))
+                Ok(Applying::choice(
+                    EventKind::Created,
+                    choice.clone(),
+                    choice.created_at,
+                ))
             }
+            Op::Note(note) => Ok(Applying {
+                kind: crate::note::KIND,
+                source: Some(note.source.clone()),
+                choice: None,
+                at: now,
+                data: note.data(),
+            }),
             Op::Command { id, command, actor } => {
                 apply_command(&mut tx, id, command, actor, now).await?
             }
@@ -544,19 +593,19 @@ async fn write_batch(
             anyhow::bail!("internal: op {i} of the batch was not applied");
         };
         results[i] = Some(match item {
-            Ok((kind, choice, at)) => {
-                let data = crate::json::event_data(kind, &choice, at);
+            Ok(applying) => {
                 let event = NewEvent {
-                    at,
-                    choice_id: Some(&choice.id),
-                    kind: kind.as_str(),
-                    data,
+                    at: applying.at,
+                    choice_id: applying.choice.as_ref().map(|c| c.id.as_str()),
+                    source: applying.source.as_deref(),
+                    kind: applying.kind,
+                    data: applying.data,
                 };
                 let event = tx.append(event).await?;
                 last_seq = Some(event.seq);
                 Ok(Arc::new(Change {
                     event,
-                    choice: Arc::new(choice),
+                    choice: applying.choice.map(Arc::new),
                 }))
             }
             Err(e) => Err(e),
@@ -583,12 +632,20 @@ async fn apply_command(
             Err(rejection) => return Ok(Err(EngineError::Rejected(rejection))),
         };
         if tx.update(&choice, read_version).await? {
-            return Ok(Ok((kind, choice, now)));
+            return Ok(Ok(Applying::choice(kind, choice, now)));
         }
     }
     Ok(Err(EngineError::Rejected(Rejection::Conflict(
         "the choice is changing too fast; try again".into(),
     ))))
+}
+
+/// The choice a create or command changed.
+fn choice_of(change: Arc<Change>) -> Result<Arc<Choice>, EngineError> {
+    change
+        .choice
+        .clone()
+        .ok_or_else(|| EngineError::Internal(anyhow::anyhow!("a choice change without its choice")))
 }
 
 /// A new choice id: 128 random bits, URL-safe base64 (22 characters).

@@ -19,6 +19,8 @@ use crate::choice::{Choice, Status};
 use crate::clock::{Millis, now_ms, start_of_day};
 use crate::engine::{Change, Subscriber};
 use crate::json::Presence;
+use crate::note::{HEARTBEAT, Note};
+use crate::store::LogEvent;
 use crate::store::{ListFilter, Store};
 use crate::views;
 
@@ -130,6 +132,11 @@ struct PresenceGuard {
 
 pub const GUEST: &str = "guest";
 const KEEP_DASHBOARD_FINISHED: i64 = 20;
+/// Notes read for the sources' last-seen lines, and how many of them the feed shows.
+const DASHBOARD_NOTES_READ: i64 = 500;
+const DASHBOARD_NOTES_SHOWN: usize = 50;
+/// A source that sends heartbeats is stale after this many silent intervals.
+const STALE_AFTER_INTERVALS: i64 = 3;
 const DASHBOARD_ACTIVE_LIMIT: i64 = 1000;
 /// Board re-renders are at least this far apart; changes in between are coalesced.
 const DASHBOARD_MIN_INTERVAL: Duration = Duration::from_millis(150);
@@ -239,9 +246,14 @@ impl Hub {
 
     /// The dashboard's board as it stands (rendered fresh if stale), for pages and polling.
     pub async fn board(&self) -> Arc<views::dashboard::Board> {
-        if self.inner.dashboard.dirty.load(Ordering::Acquire)
-            || lock(&self.inner.dashboard.board).is_none()
-        {
+        // "Last seen" and staleness move with time alone: a board over a second old is redone.
+        let stale = lock(&self.inner.dashboard.board)
+            .as_ref()
+            .is_none_or(|b| now_ms() - b.rendered_at > 1_000);
+        if stale {
+            self.inner.dashboard.mark_dirty();
+        }
+        if self.inner.dashboard.dirty.load(Ordering::Acquire) {
             self.inner.refresh_dashboard().await;
         }
         lock(&self.inner.dashboard.board)
@@ -337,9 +349,10 @@ impl Subscriber for Hub {
             .seq
             .fetch_max(change.event.seq as u64, Ordering::AcqRel);
         inner.dashboard.mark_dirty();
-        let topic = lock(&inner.topics).get(&change.choice.id).cloned();
+        let Some(choice) = &change.choice else { return };
+        let topic = lock(&inner.topics).get(&choice.id).cloned();
         if let Some(topic) = topic {
-            topic.offer(change.choice.clone(), change.event.seq);
+            topic.offer(choice.clone(), change.event.seq);
         }
     }
 }
@@ -546,7 +559,7 @@ impl HubInner {
         let board_frame = sse_frame(
             seq,
             "board",
-            &views::dashboard::board(&board, now).into_string(),
+            &views::dashboard::board(&board, now, &Default::default()).into_string(),
         );
         let left_frame = sse_frame(
             seq,
@@ -581,7 +594,26 @@ impl HubInner {
                 .get(id)
                 .map_or(0, |t| lock(&t.state).presence().viewers)
         };
+        // Grouped by source on the board (a stable sort keeps the newest first in each group).
+        let mut active = active;
+        active.sort_by(|a, b| a.spec.source.cmp(&b.spec.source));
+        let notes = self.store.recent_notes(DASHBOARD_NOTES_READ).await?;
+        let sources = sources(&notes, &active, &finished, now);
+        let notes = notes
+            .into_iter()
+            .take(DASHBOARD_NOTES_SHOWN)
+            .filter_map(|e| {
+                Some(views::dashboard::FeedNote {
+                    seq: e.seq,
+                    at: e.at,
+                    note: Note::from_data(&e.data)?,
+                })
+            })
+            .collect();
         Ok(views::dashboard::Board {
+            rendered_at: now,
+            notes,
+            sources,
             active: active
                 .into_iter()
                 .map(|c| {
@@ -597,6 +629,13 @@ impl HubInner {
     }
 
     fn tick(&self, now: Millis) {
+        // Sources with heartbeats go stale with no event at all: look again every 5 s.
+        if now.div_euclid(1000) % 5 == 0 {
+            let board = lock(&self.dashboard.board).clone();
+            if board.is_some_and(|b| b.sources.iter().any(|s| s.heartbeat_every.is_some())) {
+                self.dashboard.mark_dirty();
+            }
+        }
         let topics: Vec<Arc<Topic>> = lock(&self.topics).values().cloned().collect();
         for topic in topics {
             topic.tick(now);
@@ -654,6 +693,57 @@ impl views::dashboard::Board {
             submitted_today: 0,
             cancelled_today: 0,
             timed_out_today: 0,
+            notes: Vec::new(),
+            rendered_at: 0,
+            sources: Vec::new(),
         }
     }
+}
+
+/// Every source heard of lately: from notes (newest first) and from the choices on the board.
+/// A source whose last two heartbeats were T apart is stale once silent for 3 T.
+fn sources(
+    notes: &[LogEvent],
+    active: &[crate::choice::Choice],
+    finished: &[crate::choice::Choice],
+    now: Millis,
+) -> Vec<views::dashboard::SourceLine> {
+    let mut lines: BTreeMap<String, views::dashboard::SourceLine> = BTreeMap::new();
+    let mut heartbeats: HashMap<String, Vec<Millis>> = HashMap::new();
+    let mut seen = |name: &str, at: Millis| {
+        let line = lines
+            .entry(name.to_string())
+            .or_insert_with(|| views::dashboard::SourceLine {
+                name: name.to_string(),
+                last_seen: at,
+                heartbeat_every: None,
+                stale: false,
+            });
+        line.last_seen = line.last_seen.max(at);
+    };
+    for event in notes {
+        let Some(note) = Note::from_data(&event.data) else {
+            continue;
+        };
+        seen(&note.source, event.at);
+        if note.kind == HEARTBEAT {
+            heartbeats.entry(note.source).or_default().push(event.at);
+        }
+    }
+    for c in active.iter().chain(finished) {
+        if let Some(source) = &c.spec.source {
+            seen(source, c.resolved_at.unwrap_or(c.created_at));
+        }
+    }
+    for (name, beats) in heartbeats {
+        // Newest first: the last interval is between the first two.
+        if let (Some(last), Some(previous), Some(line)) =
+            (beats.first(), beats.get(1), lines.get_mut(&name))
+        {
+            let every = (last - previous).max(1);
+            line.heartbeat_every = Some(every);
+            line.stale = now - line.last_seen.max(*last) > STALE_AFTER_INTERVALS * every;
+        }
+    }
+    lines.into_values().collect()
 }

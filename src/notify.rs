@@ -87,7 +87,7 @@ impl Notifier {
 
 impl Subscriber for Notifier {
     fn changed(&self, change: &Arc<Change>) {
-        let c = &change.choice;
+        let Some(c) = &change.choice else { return };
         if change.event.kind == EventKind::Created.as_str() {
             let what = if c.spec.mode == crate::choice::Mode::Timer {
                 "A timer started"

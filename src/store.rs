@@ -28,8 +28,14 @@ const INSERT_CHOICE: &str = "INSERT INTO choices (id, status, deadline_ms, creat
 /// The version check: the row changes only if nobody changed it since it was read.
 const UPDATE_CHOICE: &str = "UPDATE choices SET status = $2, deadline_ms = $3, resolved_ms = $4, version = $5, state = $6 \
      WHERE id = $1 AND version = $7";
-const INSERT_EVENT: &str =
-    "INSERT INTO events (at_ms, choice_id, type, data) VALUES ($1, $2, $3, $4) RETURNING seq";
+const INSERT_EVENT: &str = "INSERT INTO events (at_ms, choice_id, type, data, source) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+const NOTES_AFTER: &str = "SELECT seq, at_ms, choice_id, type, data FROM events \
+     WHERE type = 'note' AND seq > $1 ORDER BY seq LIMIT $2";
+const NOTES_OF_SOURCE_AFTER: &str = "SELECT seq, at_ms, choice_id, type, data FROM events \
+     WHERE type = 'note' AND source = $3 AND seq > $1 ORDER BY seq LIMIT $2";
+const RECENT_NOTES: &str = "SELECT seq, at_ms, choice_id, type, data FROM events \
+     WHERE type = 'note' ORDER BY seq DESC LIMIT $1";
 const LIST_ACTIVE: &str = "SELECT state FROM choices WHERE status IN ('pending', 'paused') \
      ORDER BY created_ms DESC, id LIMIT $1";
 const LIST_FINAL: &str = "SELECT state FROM choices WHERE status NOT IN ('pending', 'paused') \
@@ -94,6 +100,8 @@ fn serialize_at<S: serde::Serializer>(at: &Millis, s: S) -> Result<S::Ok, S::Err
 pub struct NewEvent<'a> {
     pub at: Millis,
     pub choice_id: Option<&'a str>,
+    /// The asking program or project, when known (notes always have one).
+    pub source: Option<&'a str>,
     pub kind: &'a str,
     pub data: serde_json::Value,
 }
@@ -295,6 +303,34 @@ impl Store {
         Ok((choices, notes))
     }
 
+    /// Notes after `since`, oldest first, optionally of one source.
+    pub async fn notes_after(
+        &self,
+        since: i64,
+        source: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<LogEvent>> {
+        let rows = match source {
+            Some(source) => sqlx::query(NOTES_OF_SOURCE_AFTER)
+                .bind(since)
+                .bind(limit)
+                .bind(source.replace('\0', "\u{FFFD}")),
+            None => sqlx::query(NOTES_AFTER).bind(since).bind(limit),
+        }
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// The newest notes, newest first.
+    pub async fn recent_notes(&self, limit: i64) -> anyhow::Result<Vec<LogEvent>> {
+        let rows = sqlx::query(RECENT_NOTES)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
     pub async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query(LAST_SEQ).fetch_one(&self.pool).await?;
         Ok(())
@@ -369,6 +405,7 @@ impl Batch {
             .bind(event.choice_id)
             .bind(event.kind)
             .bind(event.data.to_string())
+            .bind(event.source.map(|s| s.replace('\0', "\u{FFFD}")))
             .fetch_one(&mut *self.tx)
             .await?;
         Ok(LogEvent {

@@ -79,6 +79,14 @@
       var text = format(remainingMs(el));
       if (el.textContent !== text) el.textContent = text;
     }
+    var agos = document.querySelectorAll(".ago[data-ago]");
+    for (var j = 0; j < agos.length; j++) {
+      var st = stamps.get(agos[j]);
+      if (!st) { st = { t0: performance.now(), r0: parseFloat(agos[j].getAttribute("data-ago")) }; stamps.set(agos[j], st); }
+      var s = Math.round(st.r0 + (performance.now() - st.t0) / 1000);
+      var label = s < 60 ? s + " s ago" : s < 3600 ? Math.floor(s / 60) + " min ago" : Math.floor(s / 3600) + " h ago";
+      if (agos[j].textContent !== label) agos[j].textContent = label;
+    }
     if (choiceId) watchDeadline();
     paintBadge();
   }
@@ -244,6 +252,31 @@
         setTimeout(function () { copy.textContent = "Copy link"; }, 1500);
       });
     });
+  }
+
+  // --- Dashboard filter (source, level): the live board is the same for everyone, so the
+  // filter hides here what it leaves out, after every swap too. Without JS the form asks the
+  // server for a filtered page.
+  var filterForm = document.getElementById("filter");
+  function applyFilter() {
+    if (!filterForm) return;
+    var source = filterForm.elements.source.value, level = filterForm.elements.level.value;
+    var items = document.querySelectorAll("#board [data-source], #board .note[data-level]");
+    for (var i = 0; i < items.length; i++) {
+      var el = items[i], hide = false;
+      if (source && el.hasAttribute("data-source") && el.getAttribute("data-source") !== source) hide = true;
+      if (level && el.classList.contains("note") && el.getAttribute("data-level") !== level) hide = true;
+      el.hidden = hide;
+    }
+  }
+  if (filterForm) {
+    document.getElementById("filter-apply").hidden = true;
+    filterForm.addEventListener("change", function () {
+      var q = new URLSearchParams(new FormData(filterForm));
+      history.replaceState(null, "", q.toString() === "source=&level=" ? "/" : "/?" + q.toString());
+      applyFilter();
+    });
+    document.addEventListener("htmx:after:swap", applyFilter);
   }
 
   if (badge) { badge.setAttribute("data-state", "connecting"); paintBadge(); }

@@ -12,6 +12,7 @@ use super::{AppError, AppState, Body, Params, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
 use crate::engine::ListenState;
+use crate::note::{Note, NoteRequest};
 use crate::store::ListFilter;
 
 pub const MAX_LIST: i64 = 1000;
@@ -123,4 +124,35 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 
 pub async fn not_found() -> AppError {
     AppError::NotFound
+}
+
+/// `POST /api/notes`: a program's activity note, appended to the log.
+pub async fn create_note(
+    State(state): State<AppState>,
+    Body(body): Body,
+) -> Result<Response, AppError> {
+    let request: NoteRequest = parse_json(&body)?;
+    let note = Note::try_from(request)?;
+    let event = state.engine.note(note).await?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
+}
+
+/// `GET /api/notes?source=&since=&limit=`: notes, oldest first, after `since`.
+pub async fn notes(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
+    let since = params.int("since", 0, i64::MAX, 0)?;
+    let limit = params.int("limit", 1, MAX_LIST, 100)?;
+    let source = params.text("source");
+    if source.is_some_and(|s| s.chars().count() > crate::choice::MAX_SOURCE) {
+        return Err(AppError::invalid(
+            "source",
+            "source is at most 64 characters",
+        ));
+    }
+    let notes = state
+        .engine
+        .store()
+        .notes_after(since, source, limit)
+        .await?;
+    let cursor = notes.last().map_or(since, |e| e.seq);
+    Ok(Json(json!({ "cursor": cursor, "notes": notes })))
 }

@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/choices/{id}", get(api::one))
         .route("/api/choices/{id}/wait", get(api::wait))
         .route("/api/status", get(api::status))
+        .route("/api/notes", post(api::create_note).get(api::notes))
         .route("/api/events", get(log::events))
         .route("/ws", get(ws::log_socket))
         .route("/ws/{id}", get(ws::choice_socket))

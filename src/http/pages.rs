@@ -5,20 +5,48 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppError, AppState, Body, NAME_COOKIE, VIEWER_COOKIE, viewer_of, wants_json};
+use super::{AppError, AppState, Body, NAME_COOKIE, Params, VIEWER_COOKIE, viewer_of, wants_json};
 use crate::choice::{CreateRequest, Mode, NewChoice, Rejection};
 use crate::clock::now_ms;
+use crate::note::Level;
 use crate::views::{self, assets};
 
-pub async fn dashboard(State(state): State<AppState>) -> Response {
+pub async fn dashboard(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Response, AppError> {
+    let filter = filter(&params)?;
     let board = state.hub.board().await;
-    html(views::dashboard::page(&board, now_ms()))
+    Ok(html(views::dashboard::page(&board, now_ms(), &filter)))
 }
 
 /// The board alone, for polling and the Refresh button.
-pub async fn board(State(state): State<AppState>) -> Response {
+pub async fn board(State(state): State<AppState>, params: Params) -> Result<Response, AppError> {
+    let filter = filter(&params)?;
     let board = state.hub.board().await;
-    html(views::dashboard::board(&board, now_ms()))
+    Ok(html(views::dashboard::board(&board, now_ms(), &filter)))
+}
+
+/// `?source=&level=` on the dashboard.
+fn filter(params: &Params) -> Result<views::dashboard::Filter, AppError> {
+    let source = params.text("source").map(str::to_string);
+    if source
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > crate::choice::MAX_SOURCE)
+    {
+        return Err(AppError::invalid(
+            "source",
+            "source is at most 64 characters",
+        ));
+    }
+    let level = match params.text("level") {
+        None => None,
+        Some("info") => Some(Level::Info),
+        Some("warn") => Some(Level::Warn),
+        Some("error") => Some(Level::Error),
+        Some(_) => return Err(AppError::invalid("level", "level is info, warn or error")),
+    };
+    Ok(views::dashboard::Filter { source, level })
 }
 
 /// The choice page; a program asking for JSON gets the choice JSON at the same address.

@@ -6,6 +6,7 @@ use maud::{Markup, html};
 use super::{badge, clock, page as shell};
 use crate::choice::{Choice, Status};
 use crate::clock::{Millis, rfc3339};
+use crate::note::{Level, Note};
 
 /// What the board shows; the hub assembles it once per change.
 pub struct Board {
@@ -14,6 +15,48 @@ pub struct Board {
     pub submitted_today: i64,
     pub cancelled_today: i64,
     pub timed_out_today: i64,
+    /// The newest activity notes, newest first.
+    pub notes: Vec<FeedNote>,
+    /// Every source seen lately, by name.
+    pub sources: Vec<SourceLine>,
+    /// When this board was read from the store.
+    pub rendered_at: Millis,
+}
+
+pub struct FeedNote {
+    pub seq: i64,
+    pub at: Millis,
+    pub note: Note,
+}
+
+/// One program or project on the board: when it was last heard of, and whether its
+/// heartbeats have stopped.
+pub struct SourceLine {
+    pub name: String,
+    pub last_seen: Millis,
+    /// The time between its last two heartbeats, if it sends them.
+    pub heartbeat_every: Option<Millis>,
+    pub stale: bool,
+}
+
+/// What one person asked to see (`?source=&level=`); the live board is unfiltered and
+/// app.js hides what the filter leaves out.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub source: Option<String>,
+    pub level: Option<Level>,
+}
+
+impl Filter {
+    fn shows_source(&self, source: Option<&str>) -> bool {
+        self.source
+            .as_deref()
+            .is_none_or(|wanted| source == Some(wanted))
+    }
+
+    fn shows_note(&self, note: &Note) -> bool {
+        self.shows_source(Some(&note.source)) && self.level.is_none_or(|l| l == note.level)
+    }
 }
 
 /// The countdown of one row.
@@ -37,7 +80,7 @@ pub fn all_left(board: &Board, now: Millis) -> Markup {
     }
 }
 
-pub fn board(board: &Board, now: Millis) -> Markup {
+pub fn board(board: &Board, now: Millis, filter: &Filter) -> Markup {
     html! {
         div #board hx-swap-oob="true" {
             p #counts .counts {
@@ -52,8 +95,15 @@ pub fn board(board: &Board, now: Millis) -> Markup {
                     p .empty { "Nothing is waiting. Choices that programs ask appear here at once." }
                 } @else {
                     ul #active .rows {
-                        @for (c, viewers) in &board.active {
-                            li #{ "row-" (c.id) } .row data-status=(c.status.as_str()) {
+                        @for (i, (c, viewers)) in board.active.iter().enumerate() {
+                            @let source = c.spec.source.as_deref();
+                            @if i == 0 || board.active[i - 1].0.spec.source.as_deref() != source {
+                                li .group data-source=(source.unwrap_or("")) hidden[!filter.shows_source(source)] {
+                                    (source.unwrap_or("no source"))
+                                }
+                            }
+                            li #{ "row-" (c.id) } .row data-status=(c.status.as_str()) data-source=(source.unwrap_or(""))
+                                hidden[!filter.shows_source(source)] {
                                 a .title href={ "/choice/" (c.id) } { (c.spec.title) }
                                 span .mode { (c.spec.mode.as_str()) }
                                 span .pill data-status=(c.status.as_str()) { (c.status.as_str()) }
@@ -72,7 +122,8 @@ pub fn board(board: &Board, now: Millis) -> Markup {
                 } @else {
                     ul #finished .rows {
                         @for c in &board.finished {
-                            li #{ "done-" (c.id) } .row data-status=(c.status.as_str()) {
+                            li #{ "done-" (c.id) } .row data-status=(c.status.as_str())
+                                data-source=(c.spec.source.as_deref().unwrap_or("")) hidden[!filter.shows_source(c.spec.source.as_deref())] {
                                 a .title href={ "/choice/" (c.id) } { (c.spec.title) }
                                 span .pill data-status=(c.status.as_str()) { (c.status.as_str()) }
                                 span .result { (summary(c)) }
@@ -82,6 +133,7 @@ pub fn board(board: &Board, now: Millis) -> Markup {
                     }
                 }
             }
+            (activity(board, now, filter))
         }
     }
 }
@@ -111,7 +163,7 @@ fn summary(c: &Choice) -> String {
     out
 }
 
-pub fn page(board_now: &Board, now: Millis) -> Markup {
+pub fn page(board_now: &Board, now: Millis, filter: &Filter) -> Markup {
     shell(
         "Dashboard",
         Some(10),
@@ -140,9 +192,79 @@ pub fn page(board_now: &Board, now: Millis) -> Markup {
                         button .primary type="submit" { "Create timer" }
                     }
                 }
-                (board(board_now, now))
+                form #filter .filter method="get" action="/" {
+                    label { "Source "
+                        select name="source" {
+                            option value="" { "all" }
+                            @for source in &board_now.sources {
+                                option value=(source.name) selected[filter.source.as_deref() == Some(source.name.as_str())] { (source.name) }
+                            }
+                        }
+                    }
+                    label { "Level "
+                        select name="level" {
+                            option value="" { "all" }
+                            @for level in [Level::Info, Level::Warn, Level::Error] {
+                                option value=(level.as_str()) selected[filter.level == Some(level)] { (level.as_str()) }
+                            }
+                        }
+                    }
+                    button #filter-apply type="submit" { "Filter" }
+                }
+                (board(board_now, now, filter))
                 div #stream hx-sse:connect="/events" {}
             }
         },
     )
+}
+
+/// Programs' activity: who was heard of lately (stale ones marked) and the newest notes.
+fn activity(board: &Board, now: Millis, filter: &Filter) -> Markup {
+    html! {
+        section #activity aria-labelledby="activity-heading" {
+            h2 #activity-heading { "Activity" }
+            @if !board.sources.is_empty() {
+                ul #sources .sources {
+                    @for source in &board.sources {
+                        li .source data-source=(source.name) data-stale=[source.stale.then_some("true")]
+                            hidden[!filter.shows_source(Some(&source.name))] {
+                            strong { (source.name) }
+                            " last seen "
+                            span .ago data-ago=(format!("{:.1}", (now - source.last_seen).max(0) as f64 / 1000.0)) {
+                                (ago(now - source.last_seen))
+                            }
+                            @if source.stale { " " span .stale { "stale" } }
+                            @if let Some(every) = source.heartbeat_every { " " span .every { "(heartbeat every " (ago(every).trim_end_matches(" ago")) ")" } }
+                        }
+                    }
+                }
+            }
+            @if board.notes.is_empty() {
+                p .empty { "No notes yet. Programs post them with " code { "choiceboard note" } " or " code { "POST /api/notes" } "." }
+            } @else {
+                ol #feed .feed {
+                    @for item in &board.notes {
+                        li #{ "note-" (item.seq) } .note data-source=(item.note.source) data-level=(item.note.level.as_str())
+                            hidden[!filter.shows_note(&item.note)] {
+                            time datetime=(rfc3339(item.at)) { (rfc3339(item.at).get(11..19).unwrap_or("")) }
+                            " " span .level data-level=(item.note.level.as_str()) { (item.note.level.as_str()) }
+                            " " span .source { (item.note.source) }
+                            " " span .kind { (item.note.kind) }
+                            " " span .message { (item.note.message) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `5 s ago`, `3 min ago`, `2 h ago`.
+fn ago(ms: Millis) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        _ => format!("{} h ago", s / 3600),
+    }
 }

@@ -120,10 +120,20 @@ async fn retention_deletes_old_final_choices_and_their_events_and_nothing_else()
     let app = TestApp::spawn_with(|c| c.keep = Duration::from_secs(3)).await;
     let old = id_of(&app.create_yes_no(600.0).await);
     app.command(&old, "cancel", json!({})).await;
+    app.post_json(
+        "/api/notes",
+        &json!({"source": "loop", "message": "old news"}),
+    )
+    .await;
     let waiting = id_of(&app.create_yes_no(600.0).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let recent = id_of(&app.create_yes_no(600.0).await);
     app.command(&recent, "cancel", json!({})).await;
+    app.post_json(
+        "/api/notes",
+        &json!({"source": "loop", "message": "fresh news"}),
+    )
+    .await;
     let until = Instant::now() + Duration::from_secs(5);
     while app.get_json(&format!("/api/choices/{old}")).await.0 != StatusCode::NOT_FOUND {
         assert!(
@@ -154,10 +164,213 @@ async fn retention_deletes_old_final_choices_and_their_events_and_nothing_else()
             .count(),
         2
     );
+    let (_, notes) = app.get_json("/api/notes").await;
+    let messages: Vec<&str> = notes["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["data"]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        ["fresh news"],
+        "the old note went, the recent one stays"
+    );
     // Seqs go on from where they were: nothing is reused.
     let next = app.create_yes_no(600.0).await;
     let last = app.all_events(0).await.last().unwrap()["seq"]
         .as_i64()
         .unwrap();
-    assert_eq!(last, 6, "{next}");
+    assert_eq!(last, 8, "{next}");
+}
+
+#[tokio::test]
+async fn notes_are_in_the_log_between_choice_events_in_seq_order() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(600.0).await);
+    let (status, note) = app
+        .post_json("/api/notes", &json!({"source": "nightly", "kind": "spec_started", "message": "spec 3 of 7", "level": "info"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{note}");
+    assert_eq!(
+        (note["type"].as_str(), note["choice_id"].clone()),
+        (Some("note"), serde_json::Value::Null)
+    );
+    assert_eq!(
+        note["data"],
+        json!({"source": "nightly", "kind": "spec_started", "message": "spec 3 of 7", "level": "info"})
+    );
+    app.command(&id, "cancel", json!({})).await;
+    app.post_json(
+        "/api/notes",
+        &json!({"source": "agents", "message": "batch done"}),
+    )
+    .await;
+    let kinds: Vec<String> = app
+        .all_events(0)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "note", "cancelled", "note"]);
+    let (_, listed) = app.get_json("/api/notes?source=nightly").await;
+    assert_eq!(listed["notes"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["notes"][0]["data"]["kind"], "spec_started");
+    let (_, after) = app
+        .get_json(&format!("/api/notes?since={}", note["seq"]))
+        .await;
+    assert_eq!(after["notes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        after["notes"][0]["data"]["level"], "info",
+        "level defaults to info"
+    );
+    for (body, field) in [
+        (json!({"message": "x"}), "source"),
+        (json!({"source": "s".repeat(65), "message": "x"}), "source"),
+        (
+            json!({"source": "a", "message": "m".repeat(2001)}),
+            "message",
+        ),
+        (json!({"source": "a", "message": ""}), "message"),
+        (
+            json!({"source": "a", "message": "x", "level": "fatal"}),
+            "level",
+        ),
+        (
+            json!({"source": "a", "message": "x", "kind": "k".repeat(65)}),
+            "kind",
+        ),
+    ] {
+        let (status, error) = app.post_json("/api/notes", &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(error["error"]["field"], field, "{body}: {error}");
+    }
+    for bad in ["limit=0", "since=-1", "source="] {
+        let (status, _) = app.get_json(&format!("/api/notes?{bad}")).await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_stream_carries_a_new_note_within_a_second() {
+    let app = TestApp::spawn().await;
+    let mut sse = crate::helpers::SseClient::connect(&app.client, &app.url("/events"), None).await;
+    sse.until("board", "id=\"board\"", Duration::from_secs(2))
+        .await
+        .expect("the board");
+    let posted = Instant::now();
+    app.post_json("/api/notes", &json!({"source": "nightly", "kind": "spec_failed", "message": "spec 4 <failed>", "level": "error"})).await;
+    let board = sse
+        .until("board", "spec 4 &lt;failed&gt;", Duration::from_secs(1))
+        .await
+        .expect("the note within 1 s");
+    println!(
+        "a note reached the dashboard stream in {:?}",
+        posted.elapsed()
+    );
+    assert!(
+        board.data.contains("data-level=\"error\"")
+            && board.data.contains("data-source=\"nightly\"")
+    );
+}
+
+#[tokio::test]
+async fn a_source_whose_heartbeats_stop_is_marked_stale() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.post_json(
+            "/api/notes",
+            &json!({"source": "loop", "kind": "heartbeat", "message": "alive"}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.post_json(
+        "/api/notes",
+        &json!({"source": "quiet", "message": "no heartbeats here"}),
+    )
+    .await;
+    let fresh = app
+        .client
+        .get(app.url("/board"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!fresh.contains("data-stale"), "not stale yet: {fresh}");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let later = app
+        .client
+        .get(app.url("/board"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        later.contains("data-source=\"loop\" data-stale=\"true\""),
+        "{later}"
+    );
+    assert!(
+        !later.contains("data-source=\"quiet\" data-stale"),
+        "a source without heartbeats never goes stale"
+    );
+    let filtered = app
+        .client
+        .get(app.url("/?source=quiet&level=info"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(filtered.contains("no heartbeats here"));
+    assert!(
+        filtered.contains("data-source=\"loop\" data-level=\"info\" hidden"),
+        "the filter hides other sources"
+    );
+}
+
+#[tokio::test]
+async fn choiceboard_note_posts_from_the_shell() {
+    let app = TestApp::spawn().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_choiceboard"))
+        .args([
+            "note",
+            "--source",
+            "ci",
+            "--kind",
+            "spec_failed",
+            "--level",
+            "warn",
+            "spec 9 is flaky",
+        ])
+        .args(["--server", &app.url("")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, listed) = app.get_json("/api/notes?source=ci").await;
+    assert_eq!(
+        listed["notes"][0]["data"],
+        json!({"source": "ci", "kind": "spec_failed", "message": "spec 9 is flaky", "level": "warn"})
+    );
+    let too_long = "x".repeat(2001);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_choiceboard"))
+        .args(["note", &too_long, "--server", &app.url("")])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("message"));
 }

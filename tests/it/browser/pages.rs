@@ -115,7 +115,7 @@ async fn the_dashboard_shows_a_new_choice_within_a_second_and_drops_it_once_answ
         app.create(json!({"title": "Focus block", "mode": "timer", "timeout_seconds": 1500})).await;
         let paused = id_of(&app.create(json!({"title": "Which regions first?", "mode": "multi", "options": [{"id": "eu"}, {"id": "us"}, {"id": "ap"}]})).await);
         app.command(&paused, "pause", json!({})).await;
-        page.wait_for("document.querySelectorAll('#active li').length === 3", Duration::from_secs(2)).await;
+        page.wait_for("document.querySelectorAll('#active li.row').length === 3", Duration::from_secs(2)).await;
         page.screenshot(&screenshot_path("dashboard.png")).await;
         page.set_viewport(390, 844, true).await;
         page.screenshot(&screenshot_path("dashboard-phone.png")).await;
@@ -226,7 +226,7 @@ async fn markup_in_titles_prompts_and_options_runs_nothing_and_shows_as_text() {
         dashboard.goto(&app.url("/")).await;
         dashboard.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(5)).await;
         app.create(json!({"title": "<img src=x onerror=\"window.__xss = 8\">", "options": [{"id": "a"}]})).await;
-        dashboard.wait_for("document.querySelectorAll('#active li').length === 1", Duration::from_secs(2)).await;
+        dashboard.wait_for("document.querySelectorAll('#active li.row').length === 1", Duration::from_secs(2)).await;
         assert_eq!(dashboard.eval("typeof window.__xss").await, "undefined");
         assert_eq!(dashboard.eval("document.querySelectorAll('main img').length").await, 0);
         assert!(dashboard.text("#finished").await.contains("<script>window.__xss = 1</script>"));
@@ -308,6 +308,44 @@ async fn two_pages_on_a_timer_one_pauses_and_the_other_shows_paused_with_the_sam
         );
         a.screenshot(&screenshot_path("timer.png")).await;
         assert!(a.console_errors().is_empty(), "{:?}", a.console_errors());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_activity_feed_and_its_filter_works() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        app.create(json!({"title": "Merge the release branch?", "source": "release-bot", "options": [{"id": "yes"}, {"id": "no"}]})).await;
+        app.create(json!({"title": "Retry the flaky spec?", "source": "nightly", "options": [{"id": "retry"}, {"id": "skip"}]})).await;
+        let page = browser.new_page().await;
+        page.set_viewport(1100, 900, false).await;
+        page.goto(&app.url("/")).await;
+        page.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(5)).await;
+        for (source, kind, level, message) in [
+            ("nightly", "spec_started", "info", "spec 3 of 7 started"),
+            ("nightly", "spec_failed", "error", "spec 4 failed: timeout in checkout"),
+            ("release-bot", "heartbeat", "info", "alive"),
+            ("release-bot", "waiting", "warn", "waiting for an answer on the merge"),
+        ] {
+            app.post_json("/api/notes", &json!({"source": source, "kind": kind, "level": level, "message": message})).await;
+        }
+        page.wait_for("document.querySelectorAll('#feed .note').length === 4", Duration::from_secs(2)).await;
+        assert_eq!(page.text("#feed .note .message").await, "waiting for an answer on the merge", "newest first");
+        page.eval("const s = document.querySelector('#filter select[name=source]'); s.value = 'nightly'; s.dispatchEvent(new Event('change', {bubbles: true})); 1").await;
+        let visible = "Array.from(document.querySelectorAll('#feed .note')).filter(n => !n.hidden).map(n => n.dataset.source + ':' + n.dataset.level).join(',')";
+        assert_eq!(page.eval(visible).await, "nightly:error,nightly:info");
+        assert_eq!(page.eval("Array.from(document.querySelectorAll('#active li.row')).filter(r => !r.hidden).length").await, 1);
+        page.eval("const l = document.querySelector('#filter select[name=level]'); l.value = 'error'; l.dispatchEvent(new Event('change', {bubbles: true})); 1").await;
+        assert_eq!(page.eval(visible).await, "nightly:error");
+        // A new note arriving live is filtered too.
+        app.post_json("/api/notes", &json!({"source": "release-bot", "level": "error", "message": "cannot reach the registry"})).await;
+        page.wait_for("document.querySelectorAll('#feed .note').length === 5", Duration::from_secs(2)).await;
+        assert_eq!(page.eval(visible).await, "nightly:error");
+        assert!(page.eval("location.search").await.as_str().unwrap().contains("source=nightly"));
+        page.eval("for (const n of ['source', 'level']) { const s = document.querySelector(`#filter select[name=${n}]`); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true})); } 1").await;
+        page.screenshot(&screenshot_path("dashboard-activity.png")).await;
+        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
     })
     .await;
 }
