@@ -4,8 +4,7 @@
 //!
 //! These run on the throwaway PostgreSQL server of `pg.rs` in the ordinary (SQLite) run and
 //! print "skipped: PostgreSQL not found" without one (or fail, when `CHOICEBOARD_REQUIRE`
-//! names `postgres`). SSE viewers are not part of the server yet; once they are, a variant of
-//! the cross-node latency test should watch an SSE stream on B too.
+//! names `postgres`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, TestApp, code, id_of, now_ms, rfc3339_ms};
+use crate::helpers::{ServerProcess, SseClient, TestApp, code, id_of, now_ms, rfc3339_ms};
 use crate::pg;
 
 /// Two in-process nodes on one fresh database, or `None` when PostgreSQL is missing.
@@ -133,6 +132,55 @@ async fn a_submit_on_a_reaches_a_long_poll_waiter_on_b_within_a_second() {
     assert!(
         max_sent < Duration::from_secs(1),
         "a change took {max_sent:?} to reach node B"
+    );
+}
+
+#[tokio::test]
+async fn changes_on_a_reach_an_sse_viewer_on_b_within_a_second() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let id = id_of(&a.create_yes_no(600.0).await);
+    let mut viewer =
+        SseClient::connect(&b.client, &b.url(&format!("/choice/{id}/events")), None).await;
+    viewer
+        .until("viewers", "", Duration::from_secs(2))
+        .await
+        .expect("connected on B");
+    let mut lags = Vec::new();
+    for i in 0..100 {
+        let seconds = 1000 + i;
+        let sent = Instant::now();
+        let (status, _) = a.command(&id, "timeout", json!({"seconds": seconds})).await;
+        assert_eq!(status, StatusCode::OK);
+        let needle = format!("data-remaining=\"{}.", seconds - 1);
+        let seen = viewer
+            .until("remaining", &needle, Duration::from_secs(1))
+            .await;
+        assert!(
+            seen.is_some(),
+            "change {i} did not reach B's viewer within 1 s"
+        );
+        lags.push(sent.elapsed());
+    }
+    let (status, _) = a
+        .command(&id, "submit", json!({"selection": ["yes"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    viewer
+        .until(
+            "status",
+            "data-status=\"submitted\"",
+            Duration::from_secs(1),
+        )
+        .await
+        .expect("the submit on B's stream");
+    lags.sort();
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "cross-node latency over 100 timeout changes on A seen by an SSE viewer on B: p50 {:.1} ms, max {:.1} ms",
+        lags[50].as_secs_f64() * 1e3,
+        lags[99].as_secs_f64() * 1e3
     );
 }
 
