@@ -44,7 +44,7 @@ pub struct NoteArgs {
     #[arg(long, default_value = "note")]
     pub kind: String,
     #[arg(long, value_enum, default_value = "info")]
-    pub level: NoteLevel,
+    pub level: crate::note::Level,
     /// The choiceboard server.
     #[arg(
         long,
@@ -57,13 +57,6 @@ pub struct NoteArgs {
     pub token: Option<String>,
 }
 
-#[derive(clap::ValueEnum, Debug, Clone, Copy)]
-pub enum NoteLevel {
-    Info,
-    Warn,
-    Error,
-}
-
 /// `choiceboard note`: one POST; exit 0 when stored, 1 otherwise (with the reason).
 async fn note(args: NoteArgs) -> anyhow::Result<i32> {
     let client = crate::client::Client::new(&args.server, args.token)?;
@@ -71,11 +64,7 @@ async fn note(args: NoteArgs) -> anyhow::Result<i32> {
         source: args.source,
         kind: Some(args.kind),
         message: args.message,
-        level: Some(match args.level {
-            NoteLevel::Info => crate::note::Level::Info,
-            NoteLevel::Warn => crate::note::Level::Warn,
-            NoteLevel::Error => crate::note::Level::Error,
-        }),
+        level: Some(args.level),
     };
     match client.note(&request).await {
         Ok(_) => Ok(0),

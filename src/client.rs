@@ -169,21 +169,11 @@ impl Client {
 
     /// Posts an activity note; returns its seq.
     pub async fn note(&self, note: &crate::note::NoteRequest) -> Result<i64, Error> {
-        let response = self
+        let request = self
             .request(reqwest::Method::POST, "/api/notes")
             .timeout(REQUEST_TIMEOUT)
-            .json(note)
-            .send()
-            .await
-            .map_err(|e| Error::Unreachable(describe(&e)))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| Error::Protocol(format!("HTTP {status}: {}", describe(&e))))?;
-        if !status.is_success() {
-            return Err(api_error(status, &body));
-        }
+            .json(note);
+        let body = self.send(request).await?;
         body["seq"]
             .as_i64()
             .ok_or_else(|| Error::Protocol(format!("not a note: {body}")))
@@ -197,7 +187,8 @@ impl Client {
         }
     }
 
-    async fn choice(&self, request: reqwest::RequestBuilder) -> Result<RemoteChoice, Error> {
+    /// Sends a request and reads its JSON answer; an error status becomes the API's error.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Error> {
         let response = request
             .send()
             .await
@@ -210,6 +201,11 @@ impl Client {
         if !status.is_success() {
             return Err(api_error(status, &body));
         }
+        Ok(body)
+    }
+
+    async fn choice(&self, request: reqwest::RequestBuilder) -> Result<RemoteChoice, Error> {
+        let body = self.send(request).await?;
         let mut choice = RemoteChoice::deserialize(&body)
             .map_err(|e| Error::Protocol(format!("not a choice: {e}")))?;
         choice.json = body;

@@ -13,7 +13,7 @@ pub const KIND: &str = "note";
 /// The kind that marks a heartbeat; a source sending them can go stale.
 pub const HEARTBEAT: &str = "heartbeat";
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     #[default]
