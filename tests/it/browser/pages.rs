@@ -349,3 +349,45 @@ async fn the_dashboard_shows_the_activity_feed_and_its_filter_works() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unsent_draft_survives_a_refresh() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create(json!({"title": "Which?", "mode": "multi", "options": [{"id": "a"}, {"id": "b"}, {"id": "c"}]})).await);
+        let page = browser.new_page().await;
+        open(&page, &app, &id).await;
+        page.click("input[name=selection][value=b]").await;
+        page.click("input[name='note.b']").await;
+        page.call("Input.insertText", json!({"text": "only after lunch"})).await;
+        page.goto(&app.url(&format!("/choice/{id}"))).await;
+        page.wait_for("document.querySelector('input[value=b]').checked", Duration::from_secs(2)).await;
+        assert_eq!(page.eval("document.querySelector(\"input[name='note.b']\").value").await, "only after lunch");
+        assert_eq!(page.eval("document.querySelectorAll('input[name=selection]:checked').length").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_dashboard_remembers_manual_mode_and_refreshes_on_demand() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let page = browser.new_page().await;
+        page.goto(&app.url("/")).await;
+        page.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(5)).await;
+        page.click("#modes button[data-mode=manual]").await;
+        page.wait_for("!document.getElementById('stream')", Duration::from_secs(1)).await;
+        page.goto(&app.url("/")).await;
+        page.wait_for("document.querySelector('#modes').dataset.mode === 'manual' && !document.getElementById('stream')", Duration::from_secs(2)).await;
+        let id = id_of(&app.create_yes_no(300.0).await);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(page.eval(&format!("!!document.getElementById('row-{id}')")).await, false, "manual: nothing arrives by itself");
+        page.click("#refresh").await;
+        page.wait_for(&format!("!!document.getElementById('row-{id}')"), Duration::from_secs(2)).await;
+        page.click("#modes button[data-mode=live]").await;
+        page.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(3)).await;
+        let second = id_of(&app.create_yes_no(300.0).await);
+        page.wait_for(&format!("!!document.getElementById('row-{second}')"), Duration::from_secs(1)).await;
+    })
+    .await;
+}
