@@ -106,22 +106,31 @@
     if (!canNotify()) return;
     try { new Notification(document.title.replace(/ · choiceboard$/, ""), { body: body, tag: "choiceboard-" + choiceId }); } catch (e) { /* not allowed here */ }
   }
-  var confirming = false;
+  var confirming = false, lastEndCheck = 0;
+  function confirm(then) {
+    confirming = true;
+    fetch("/choice/" + choiceId, { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.json(); })
+      .then(then)
+      .catch(function () { /* offline: try again on a later tick */ })
+      .then(function () { confirming = false; });
+  }
   function watchDeadline() {
     var el = document.getElementById("remaining");
     if (!el || el.getAttribute("data-status") !== "pending" || confirming) return;
+    // A visible tab hears the status from its stream; a hidden one counts locally and asks.
+    if (!document.hidden || !canNotify()) return;
     var deadline = el.getAttribute("data-deadline"), left = remainingMs(el);
-    if (left < 10000 && document.hidden && state.notifiedSoon !== deadline && canNotify()) {
-      confirming = true;
-      fetch("/choice/" + choiceId, { headers: { Accept: "application/json" } })
-        .then(function (r) { return r.json(); })
-        .then(function (c) {
-          state.notifiedSoon = deadline;
-          if (c.status === "pending" && c.remaining_seconds < 10) notify("Less than 10 seconds left.");
-          else if (c.status === "timed_out") { state.notifiedEnd = true; notify("Time is up."); }
-        })
-        .catch(function () { /* offline: try again on the next tick */ })
-        .then(function () { confirming = false; });
+    if (left < 10000 && left > 0 && state.notifiedSoon !== deadline) {
+      confirm(function (c) {
+        state.notifiedSoon = deadline;
+        if (c.status === "pending" && c.remaining_seconds < 10) notify("Less than 10 seconds left.");
+      });
+    } else if (left <= 0 && !state.notifiedEnd && Date.now() - lastEndCheck > 2000) {
+      lastEndCheck = Date.now();
+      confirm(function (c) {
+        if (c.status === "timed_out") { state.notifiedEnd = true; notify("Time is up."); }
+      });
     }
   }
 

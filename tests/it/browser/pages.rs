@@ -391,3 +391,28 @@ async fn the_dashboard_remembers_manual_mode_and_refreshes_on_demand() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_hidden_tab_notifies_when_ten_seconds_remain_and_when_time_is_up() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create_yes_no(12.0).await);
+        let page = browser.new_page().await;
+        page.call("Browser.grantPermissions", json!({"permissions": ["notifications"], "origin": app.url("")})).await;
+        // Record notifications instead of showing them.
+        page.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.__notes = []; window.Notification = class { constructor(title, o) { window.__notes.push(o.body); } static get permission() { return 'granted'; } static requestPermission() { return Promise.resolve('granted'); } };"}),
+        )
+        .await;
+        open(&page, &app, &id).await;
+        // Another tab in front hides this one: its stream closes, its countdown goes on.
+        let other = browser.new_page().await;
+        other.bring_to_front().await;
+        page.wait_for("document.hidden", Duration::from_secs(2)).await;
+        page.wait_for("window.__notes.includes('Less than 10 seconds left.')", Duration::from_secs(6)).await;
+        page.wait_for("window.__notes.includes('Time is up.')", Duration::from_secs(14)).await;
+        assert_eq!(app.choice(&id).await["status"], "timed_out");
+    })
+    .await;
+}
