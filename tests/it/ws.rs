@@ -386,3 +386,64 @@ async fn the_log_streams_deliver_every_event_exactly_once_in_order_and_resume() 
     }
     assert_eq!(from_socket, seqs);
 }
+
+#[tokio::test]
+async fn a_log_reader_resumes_across_a_server_restart_and_misses_nothing_of_a_thousand_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("choiceboard.db").display());
+    let client = reqwest::Client::new();
+    let first = crate::helpers::ServerProcess::start(&database, &[]).await;
+    let write = |base: String, from: usize, to: usize| {
+        // Eight writers at once: the log orders them, group commit keeps it quick.
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (client, base) = (client.clone(), base.clone());
+                tokio::spawn(async move {
+                    for i in (from + w..to).step_by(8) {
+                        let body = json!({"source": "load", "message": format!("n{i}")});
+                        let r = client
+                            .post(format!("{base}/api/notes"))
+                            .json(&body)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), StatusCode::CREATED);
+                    }
+                })
+            })
+            .collect();
+        tokio::spawn(async move {
+            for writer in writers {
+                writer.await.unwrap();
+            }
+        })
+    };
+    let writer = write(first.url(""), 0, 500);
+    let mut reader = SseClient::connect(&client, &first.url("/api/events?since=0"), None).await;
+    let mut seqs: Vec<i64> = Vec::new();
+    while seqs.len() < 250 {
+        let m = reader.next(Duration::from_secs(5)).await.expect("an event");
+        seqs.push(m.id.unwrap().parse().unwrap());
+    }
+    drop(reader);
+    writer.await.unwrap();
+    first.kill9().await;
+    let second = crate::helpers::ServerProcess::start(&database, &[]).await;
+    let writer = write(second.url(""), 500, 1000);
+    let last = seqs.last().unwrap().to_string();
+    let mut resumed = SseClient::connect(&client, &second.url("/api/events"), Some(&last)).await;
+    while seqs.len() < 1000 {
+        let m = resumed
+            .next(Duration::from_secs(5))
+            .await
+            .expect("an event after the restart");
+        seqs.push(m.id.unwrap().parse().unwrap());
+    }
+    writer.await.unwrap();
+    assert_eq!(
+        seqs,
+        (1..=1000).collect::<Vec<i64>>(),
+        "all 1,000 once, in order, across the restart"
+    );
+    second.kill9().await;
+}
