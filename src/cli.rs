@@ -2,9 +2,11 @@
 //! also reads an environment variable.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::http::limits::Limits;
 use crate::server::{self, Config};
 
 #[derive(Parser, Debug)]
@@ -87,7 +89,8 @@ pub struct ServeArgs {
         default_value = "sqlite://choiceboard.db"
     )]
     pub database: String,
-    /// The origin people reach this server at, used in links (default: http://BIND).
+    /// The origin people reach this server at, used in links and origin checks
+    /// (default: http://BIND).
     #[arg(long, env = "CHOICEBOARD_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Push new choices and last-minute warnings here (ntfy format); repeatable.
@@ -101,6 +104,88 @@ pub struct ServeArgs {
     /// Delete final choices and notes older than this (e.g. 30d, 12h).
     #[arg(long, env = "CHOICEBOARD_KEEP", default_value = "30d", value_parser = crate::clock::parse_duration)]
     pub keep: f64,
+    /// The API (`Authorization: Bearer TOKEN`) and the dashboard (asked once, then a cookie)
+    /// need this token; a choice's page needs only its link.
+    #[arg(long, env = "CHOICEBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Serve on a non-loopback address without a token.
+    #[arg(long, env = "CHOICEBOARD_ALLOW_PUBLIC")]
+    pub allow_public: bool,
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, env = "CHOICEBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Commands, creates and other state-changing requests per second per client (0: no limit).
+    #[arg(long, env = "CHOICEBOARD_RATE_LIMIT", default_value_t = Limits::default().rate_per_second)]
+    pub rate_limit: f64,
+    /// How many of those a client may send at once before the rate applies.
+    #[arg(long, env = "CHOICEBOARD_RATE_BURST", default_value_t = Limits::default().rate_burst)]
+    pub rate_burst: f64,
+    /// Open SSE streams and WebSockets per client (0: no cap).
+    #[arg(long, env = "CHOICEBOARD_MAX_STREAMS_PER_CLIENT", default_value_t = Limits::default().streams_per_client)]
+    pub max_streams_per_client: usize,
+    /// Open SSE streams and WebSockets on this server (0: no cap).
+    #[arg(long, env = "CHOICEBOARD_MAX_STREAMS", default_value_t = Limits::default().streams_total)]
+    pub max_streams: usize,
+    /// Seconds a request (not a stream, not the long poll) may take to be answered.
+    #[arg(long, env = "CHOICEBOARD_REQUEST_TIMEOUT", default_value_t = Limits::default().request_timeout.as_secs_f64())]
+    pub request_timeout: f64,
+    /// Seconds a client may take to send a request's headers (and stay idle between requests).
+    #[arg(long, env = "CHOICEBOARD_HEADER_TIMEOUT", default_value_t = Limits::default().header_timeout.as_secs_f64())]
+    pub header_timeout: f64,
+    /// Count clients by the last address in `X-Forwarded-For` (behind a reverse proxy that sets
+    /// it); without it, every client of the proxy is one client to the limits.
+    #[arg(long, env = "CHOICEBOARD_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServeArgs {
+    /// The limits the flags ask for; a nonsensical number is a usage error.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let seconds = |flag: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(anyhow::anyhow!(
+                    "--{flag} must be a number of seconds from 0 to 86400"
+                ))
+            }
+        };
+        for (flag, v) in [
+            ("rate-limit", self.rate_limit),
+            ("rate-burst", self.rate_burst),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                anyhow::bail!("--{flag} must be a number from 0 up");
+            }
+        }
+        Ok(Limits {
+            rate_per_second: self.rate_limit,
+            rate_burst: self.rate_burst,
+            streams_per_client: self.max_streams_per_client,
+            streams_total: self.max_streams,
+            request_timeout: seconds("request-timeout", self.request_timeout)?,
+            header_timeout: seconds("header-timeout", self.header_timeout)?,
+            trust_forwarded_for: self.trust_forwarded_for,
+        })
+    }
+
+    /// Listening beyond this machine without a token is refused unless explicitly allowed.
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        let has_token = self.token.as_deref().is_some_and(|t| !t.trim().is_empty());
+        if !self.bind.ip().is_loopback() && !has_token && !self.allow_public {
+            anyhow::bail!(
+                "refusing to listen on {} without a token: anyone who can reach it could use the API and the dashboard; set --token (CHOICEBOARD_TOKEN), or pass --allow-public to serve it open",
+                self.bind
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Runs the command line; returns the process exit status.
@@ -114,10 +199,12 @@ pub fn main() -> i32 {
         }
     };
     // The clients log only warnings: their stderr is for the person (and stdout for MCP).
-    init_logging(match cli.command {
-        Some(Cmd::Ask(_) | Cmd::Mcp(_) | Cmd::Note(_)) => "warn,rmcp=error",
-        _ => "info,sqlx=warn",
-    });
+    let (filter, format) = match &cli.command {
+        Some(Cmd::Ask(_) | Cmd::Mcp(_) | Cmd::Note(_)) => ("warn,rmcp=error", LogFormat::Text),
+        Some(Cmd::Serve(args)) => ("info,sqlx=warn", args.log_format),
+        None => ("info,sqlx=warn", cli.serve.log_format),
+    };
+    init_logging(filter, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,17 +233,28 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_logging(default_filter: &str) {
+fn init_logging(default_filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // One JSON object a line; the request's span (its id, method and route) rides along.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    args.check_exposure()?;
+    let limits = args.limits()?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
@@ -164,6 +262,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         public_url: args.public_url,
         notify_urls: args.notify_urls,
         keep: std::time::Duration::from_secs_f64(args.keep.max(60.0)),
+        token: args.token,
+        limits,
         ..Config::new(args.database)
     };
     server::run(listener, config, shutdown_signal()).await?;

@@ -31,6 +31,7 @@ pub mod http;
 pub mod hub;
 pub mod json;
 pub mod mcp;
+pub mod metrics;
 pub mod note;
 pub mod notify;
 pub mod scheduler;

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::engine::Engine;
-use crate::http::{self, AppState, Settings};
+use crate::http::limits::{Guards, Limits};
+use crate::http::{self, AppState, Settings, access::Token};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
 
@@ -24,6 +26,10 @@ pub struct Config {
     pub notify_urls: Vec<String>,
     /// Final choices and notes older than this are deleted.
     pub keep: std::time::Duration,
+    /// With a token, the API and the dashboard need it; a choice needs only its id.
+    pub token: Option<String>,
+    /// Rate limits, stream caps and timeouts.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -34,6 +40,8 @@ impl Config {
             presence_grace: std::time::Duration::from_secs(10),
             notify_urls: Vec::new(),
             keep: std::time::Duration::from_secs(30 * 86_400),
+            token: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -44,7 +52,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.database).await?;
+    let metrics = Metrics::new();
+    metrics.seed_deadlines(store.pending_deadlines().await?);
     let engine = Engine::start(store.clone()).await?;
+    engine.add_subscriber(metrics.clone());
     let hub = Hub::start(store, config.presence_grace);
     engine.add_subscriber(Arc::new(hub.clone()));
     let addr = listener.local_addr()?;
@@ -56,20 +67,37 @@ pub async fn run(
         engine.add_subscriber(notifier);
     }
     tokio::spawn(retention(engine.store().clone(), config.keep));
+    let settings = Settings {
+        token: Token::new(config.token.as_deref()),
+        loopback: addr.ip().is_loopback(),
+        ..Settings::new(public_url)
+    };
+    let options = http::listen::Options {
+        header_timeout: config.limits.header_timeout,
+        drain: DRAIN,
+    };
     let state = AppState {
         engine,
         hub: hub.clone(),
-        settings: Arc::new(Settings { public_url }),
+        settings: Arc::new(settings),
+        guards: Arc::new(Guards::new(config.limits)),
+        metrics,
     };
     tracing::info!(%addr, database = %redact(&config.database), "choiceboard is serving");
-    let shutdown = async move {
-        shutdown.await;
-        // Streams never end by themselves; end them so the graceful shutdown can finish.
+    // Streams never end by themselves; end them so the graceful shutdown can finish.
+    let end_streams = move || {
+        tracing::info!("shutting down: no new connections; finishing requests, ending streams");
         hub.shutdown();
     };
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    http::listen::serve(
+        listener,
+        http::router(state),
+        options,
+        shutdown,
+        end_streams,
+    )
+    .await?;
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -96,6 +124,9 @@ async fn retention(store: Store, keep: std::time::Duration) {
         tokio::time::sleep(every).await;
     }
 }
+/// How long shutdown waits for requests in flight; with the process's own start-up and exit,
+/// a SIGTERM is done within 5 s.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A database URL without its password, for logs.
 fn redact(url: &str) -> String {

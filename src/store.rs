@@ -53,6 +53,7 @@ const PURGE_FINAL_CHOICES: &str =
     "DELETE FROM choices WHERE status NOT IN ('pending', 'paused') AND resolved_ms < $1";
 const PURGE_NOTES: &str =
     "DELETE FROM events WHERE choice_id IS NULL AND type = 'note' AND at_ms < $1";
+const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM choices GROUP BY status";
 const COUNT_RESOLVED_SINCE: &str =
     "SELECT status, COUNT(*) FROM choices WHERE resolved_ms >= $1 GROUP BY status";
 /// PostgreSQL draws seqs from a sequence, and two transactions may commit them out of order: a
@@ -329,6 +330,14 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode_event).collect()
+    }
+
+    /// How many choices there are in each status (for `/metrics`).
+    pub async fn count_by_status(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(COUNT_BY_STATUS).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {

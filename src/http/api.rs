@@ -30,9 +30,15 @@ impl AppState {
 }
 
 pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<Response, AppError> {
-    let request: CreateRequest = parse_json(&body)?;
-    let new = NewChoice::try_from(request)?;
-    let choice = state.engine.create(new).await?;
+    let started = std::time::Instant::now();
+    let created = async {
+        let request: CreateRequest = parse_json(&body)?;
+        let new = NewChoice::try_from(request)?;
+        Ok::<_, AppError>(state.engine.create(new).await?)
+    }
+    .await;
+    state.record_command("create", &created, started);
+    let choice = created?;
     let location = format!("/api/choices/{}", choice.id);
     Ok((
         StatusCode::CREATED,
@@ -75,10 +81,12 @@ pub async fn wait(
     params: Params,
 ) -> Result<Json<Value>, AppError> {
     let timeout = params.seconds("timeout", 0.0, 3600.0, 60.0)?;
-    let choice = state
-        .engine
-        .wait_final(&id, Duration::from_secs_f64(timeout))
-        .await?;
+    let mut shutdown = state.hub.shutdown_signal();
+    let choice = tokio::select! {
+        choice = state.engine.wait_final(&id, Duration::from_secs_f64(timeout)) => choice?,
+        // The server is stopping: answer with the state as it stands, as at the timeout.
+        _ = async { shutdown.wait_for(|down| *down).await.map(|_| ()) } => state.engine.get(&id).await?,
+    };
     Ok(Json(state.choice_json(&choice)))
 }
 

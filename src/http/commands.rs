@@ -133,6 +133,7 @@ pub async fn command(
     } else {
         Via::Web
     };
+    let started = std::time::Instant::now();
     let result = async {
         let command = CommandBody::from_request(&headers, &body)?.into_command(&action)?;
         Ok::<_, AppError>(
@@ -143,6 +144,7 @@ pub async fn command(
         )
     }
     .await;
+    state.record_command(&action, &result, started);
     match (result, wants) {
         (Ok(choice), Wants::Json) => Json(state.choice_json(&choice)).into_response(),
         (Ok(choice), Wants::Fragment) => {

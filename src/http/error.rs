@@ -26,6 +26,8 @@ pub enum AppError {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// The client did not finish sending its request in time.
+    RequestTimeout(String),
     Unavailable(String),
     Internal(anyhow::Error),
 }
@@ -48,6 +50,7 @@ impl AppError {
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -64,6 +67,7 @@ impl AppError {
             AppError::TooLarge => "too_large",
             AppError::Invalid { .. } => "invalid",
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::RequestTimeout(_) => "request_timeout",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
@@ -71,7 +75,10 @@ impl AppError {
 
     pub fn message(&self) -> String {
         match self {
-            AppError::Malformed(m) | AppError::Conflict(m) | AppError::Unavailable(m) => m.clone(),
+            AppError::Malformed(m)
+            | AppError::Conflict(m)
+            | AppError::RequestTimeout(m)
+            | AppError::Unavailable(m) => m.clone(),
             AppError::Invalid { message, .. } => message.clone(),
             AppError::Unauthorized => {
                 "a valid token is required (Authorization: Bearer TOKEN)".into()
@@ -105,10 +112,25 @@ impl AppError {
 
     /// Headers every rendering of this error carries.
     fn decorate(&self, mut response: Response) -> Response {
-        if let AppError::RateLimited { retry_after_secs } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        let headers = response.headers_mut();
+        match self {
+            AppError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            AppError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+            }
+            AppError::Unauthorized => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"choiceboard\""),
+                );
+            }
+            // The rest of the request may still be on its way: do not wait for it.
+            AppError::RequestTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

@@ -12,6 +12,7 @@ use axum::response::Response;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch};
 
+use super::limits::{ClientIp, StreamKind};
 use super::{AppError, AppState, Params};
 use crate::engine::Engine;
 use crate::store::LogEvent;
@@ -20,6 +21,7 @@ const PAGE: i64 = 500;
 
 pub async fn events(
     State(state): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     params: Params,
 ) -> Result<Response, AppError> {
@@ -32,10 +34,14 @@ pub async fn events(
         (_, -1) => state.engine.last_seq(),
         (_, since) => since,
     };
-    let frames = follow(state.engine.clone(), since, state.hub.shutdown_signal()).map(|event| {
-        let json = serde_json::to_string(&event).unwrap_or_default();
-        Ok::<_, Infallible>(Bytes::from(format!("id: {}\ndata: {json}\n\n", event.seq)))
-    });
+    let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
+    let frames =
+        follow(state.engine.clone(), since, state.hub.shutdown_signal()).map(move |event| {
+            // Held as long as the stream is.
+            let _ = &permit;
+            let json = serde_json::to_string(&event).unwrap_or_default();
+            Ok::<_, Infallible>(Bytes::from(format!("id: {}\ndata: {json}\n\n", event.seq)))
+        });
     let mut response = Response::new(Body::from_stream(frames));
     let h = response.headers_mut();
     h.insert(

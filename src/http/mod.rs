@@ -1,10 +1,15 @@
 //! The HTTP face: one route table, the shared state, and the small pieces every handler uses
 //! (body and query parsing, content negotiation). Handlers live in files by feature.
 
+pub mod access;
 pub mod api;
 pub mod commands;
 pub mod error;
+pub mod limits;
+pub mod listen;
 pub mod log;
+pub mod openapi;
+pub mod ops;
 pub mod pages;
 pub mod sse;
 pub mod ws;
@@ -16,6 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
 use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
@@ -38,6 +44,9 @@ pub struct AppState {
     pub engine: Engine,
     pub hub: Hub,
     pub settings: Arc<Settings>,
+    /// Rate limits and stream caps, with their live counts.
+    pub guards: Arc<limits::Guards>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What handlers need to know about how the server was started.
@@ -45,14 +54,35 @@ pub struct AppState {
 pub struct Settings {
     /// Scheme, host and port used in links (`url` in the choice JSON), without a trailing slash.
     pub public_url: String,
+    /// With a token, the API and the dashboard need it (see [`access`]).
+    pub token: Option<access::Token>,
+    /// The server listens on a loopback address only: it then answers only to loopback host
+    /// names (and the public URL's), so a web page cannot reach it by DNS rebinding.
+    pub loopback: bool,
 }
 
 impl Settings {
-    /// Is this browser request from one of our own pages? A request without `Origin` (curl, a
-    /// script, a native client) passes; a browser always sends one on POSTs and upgrades.
+    pub fn new(public_url: String) -> Settings {
+        Settings {
+            public_url,
+            token: None,
+            loopback: false,
+        }
+    }
+
+    /// Is this browser request from one of our own pages? A browser sends `Origin` on POSTs and
+    /// upgrades, and `Sec-Fetch-Site` on every request; a request with neither (curl, a script,
+    /// a native client) passes.
     pub fn same_origin(&self, headers: &HeaderMap) -> bool {
-        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-            return true;
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
+                None => true,
+                // `none`: the person typed the address or used a bookmark.
+                Some(site) => site == b"same-origin" || site == b"none",
+            };
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
         };
         if origin.eq_ignore_ascii_case(&self.public_url) {
             return true;
@@ -67,11 +97,49 @@ impl Settings {
             && (origin.eq_ignore_ascii_case(&format!("http://{host}"))
                 || origin.eq_ignore_ascii_case(&format!("https://{host}")))
     }
+
+    /// May this request name this host? Always, unless the server listens on loopback only:
+    /// then only loopback names and the public URL's host (DNS rebinding defence). A request
+    /// without `Host` (HTTP/1.0) passes.
+    pub fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        if !self.loopback {
+            return true;
+        }
+        let Some(host) = headers.get(header::HOST) else {
+            return true;
+        };
+        let Ok(host) = host.to_str() else {
+            return false;
+        };
+        let name = host_name(host);
+        let public = self
+            .public_url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        name.eq_ignore_ascii_case("localhost")
+            || name.to_ascii_lowercase().ends_with(".localhost")
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+            || (!public.is_empty() && name.eq_ignore_ascii_case(host_name(public)))
+    }
+}
+
+/// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/choices", post(api::create).get(api::list))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/choices/{id}", get(api::one))
         .route("/api/choices/{id}/wait", get(api::wait))
         .route("/api/status", get(api::status))
@@ -80,6 +148,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::log_socket))
         .route("/ws/{id}", get(ws::choice_socket))
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/login", get(access::login_form).post(access::login))
+        .route("/logout", post(access::logout))
         .route("/", get(pages::dashboard))
         .route("/board", get(pages::board))
         .route("/events", get(sse::dashboard_events))
@@ -92,6 +163,10 @@ pub fn router(state: AppState) -> Router {
         .route("/static/app.js", get(pages::script))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Innermost first: the time limit, the rate limit, then who may ask at all.
+        .layer(from_fn_with_state(state.clone(), limits::deadline))
+        .layer(from_fn_with_state(state.clone(), limits::rate_limit))
+        .layer(from_fn_with_state(state.clone(), access::guard))
         // Compresses pages, fragments, JSON and static files; never SSE (tower-http skips it).
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -107,6 +182,8 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
+        // Outermost: a request id on every log line and on the response.
+        .layer(axum::middleware::from_fn(ops::trace))
         .with_state(state)
 }
 

@@ -179,6 +179,7 @@ pub async fn new_timer(State(state): State<AppState>, Body(body): Body) -> Respo
         ..CreateRequest::default()
     };
     let mut minutes = None;
+    let started = std::time::Instant::now();
     for (key, value) in form_urlencoded::parse(&body) {
         match &*key {
             "title" => request.title = value.into_owned(),
@@ -208,6 +209,7 @@ pub async fn new_timer(State(state): State<AppState>, Body(body): Body) -> Respo
         Ok(state.engine.create(new).await?)
     }
     .await;
+    state.record_command("create", &created, started);
     match created {
         Ok(timer) => (
             StatusCode::SEE_OTHER,

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use futures_util::Stream;
 
+use super::limits::{ClientIp, StreamKind};
 use super::{AppError, AppState, viewer_of};
 use crate::hub::Part;
 
@@ -20,13 +21,16 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 pub async fn choice_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
+    let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
     let seq = state.engine.last_seq();
     let choice = state.engine.get(&id).await?;
     let watch = state.hub.watch(choice, seq, viewer_of(&headers));
     let stats = state.hub.clone();
     let stream = async_stream::stream! {
+        let _permit = permit;
         let mut watch = watch;
         let mut sent = [0u64; 3];
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
@@ -51,10 +55,15 @@ pub async fn choice_events(
     Ok(event_stream(stream))
 }
 
-pub async fn dashboard_events(State(state): State<AppState>) -> Response {
+pub async fn dashboard_events(
+    State(state): State<AppState>,
+    client: ClientIp,
+) -> Result<Response, AppError> {
+    let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
     let (mut frames, mut shutdown) = state.hub.watch_dashboard().await;
     let stats = state.hub.clone();
     let stream = async_stream::stream! {
+        let _permit = permit;
         let mut sent = [0u64; 2];
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
         loop {
@@ -71,7 +80,7 @@ pub async fn dashboard_events(State(state): State<AppState>) -> Response {
             }
         }
     };
-    event_stream(stream)
+    Ok(event_stream(stream))
 }
 
 /// The part's frame if it is newer than what this viewer last sent, counting skipped ones.

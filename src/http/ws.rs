@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::commands::CommandBody;
+use super::limits::{ClientIp, StreamKind, StreamPermit};
 use super::{AppError, AppState, Params, log, viewer_of};
 use crate::choice::{Actor, Status, Via};
 use crate::hub::ChoiceWatch;
@@ -30,12 +31,14 @@ const BURST: f64 = 20.0;
 pub async fn choice_socket(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: ClientIp,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     if !state.settings.same_origin(&headers) {
         return Err(AppError::ForbiddenOrigin);
     }
+    let permit = state.guards.open_stream(client.0, StreamKind::WebSocket)?;
     let seq = state.engine.last_seq();
     // Unknown ids are refused before the upgrade.
     let choice = state.engine.get(&id).await?;
@@ -44,12 +47,13 @@ pub async fn choice_socket(
     // Subscribe before announcing, so no change falls between the two.
     let watch = state.hub.watch(choice, seq, viewer);
     Ok(limit(upgrade)
-        .on_upgrade(move |socket| serve_choice(socket, state, id, by, watch))
+        .on_upgrade(move |socket| serve_choice(socket, state, id, by, watch, (client, permit)))
         .into_response())
 }
 
 pub async fn log_socket(
     State(state): State<AppState>,
+    client: ClientIp,
     headers: HeaderMap,
     params: Params,
     upgrade: WebSocketUpgrade,
@@ -57,12 +61,14 @@ pub async fn log_socket(
     if !state.settings.same_origin(&headers) {
         return Err(AppError::ForbiddenOrigin);
     }
+    let permit = state.guards.open_stream(client.0, StreamKind::WebSocket)?;
     let since = match params.int("since", 0, i64::MAX, -1)? {
         -1 => state.engine.last_seq(),
         since => since,
     };
     Ok(limit(upgrade)
         .on_upgrade(move |socket| async move {
+            let _permit = permit;
             let (mut sink, mut incoming) = socket.split();
             let events = log::follow(state.engine.clone(), since, state.hub.shutdown_signal());
             tokio::pin!(events);
@@ -113,6 +119,7 @@ async fn serve_choice(
     id: String,
     by: Option<String>,
     mut watch: ChoiceWatch,
+    (client, _permit): (ClientIp, StreamPermit),
 ) {
     let (mut sink, mut incoming) = socket.split();
     let (replies, mut to_send) = mpsc::channel::<Message>(16);
@@ -199,6 +206,11 @@ async fn serve_choice(
                 continue;
             }
             tokens -= 1.0;
+            // The client's own bucket too: many sockets are not a way around the rate limit.
+            if let Err(error) = state.guards.take(client.0) {
+                let _ = replies.send(error_message(&error)).await;
+                continue;
+            }
             if let Some(reply) = handle(&state, &id, &by, body.as_str()).await {
                 if replies.send(reply).await.is_err() {
                     return;
@@ -242,6 +254,7 @@ async fn handle(state: &AppState, id: &str, by: &Option<String>, body: &str) -> 
             )));
         }
     };
+    let started = std::time::Instant::now();
     let result = async {
         let command = fields.into_command(action)?;
         let actor = Actor {
@@ -255,6 +268,7 @@ async fn handle(state: &AppState, id: &str, by: &Option<String>, body: &str) -> 
             .map_err(AppError::from)
     }
     .await;
+    state.record_command(action, &result, started);
     result.err().map(|e| error_message(&e))
 }
 

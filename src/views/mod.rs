@@ -5,6 +5,7 @@
 
 pub mod choice;
 pub mod dashboard;
+pub mod login;
 pub mod markdown;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};

@@ -1,0 +1,349 @@
+//! Who may do what. With a token configured, the API (`/api/*`, `/ws`, `/metrics`) needs
+//! `Authorization: Bearer TOKEN` and the dashboard needs the token once, after which an
+//! HttpOnly, SameSite=Strict cookie keeps the browser signed in. A choice's page, stream,
+//! commands and socket need only its unguessable id. Independently of any token, everything a
+//! browser can be made to send from another site (a POST, a WebSocket upgrade) must come from
+//! one of our own pages, and a server listening on loopback answers only to loopback names.
+
+use axum::extract::{Query, State};
+use axum::extract::{Request, rejection::QueryRejection};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use super::{AppError, AppState, Body, cookie, limits::changes_state};
+use crate::views;
+
+/// The dashboard's sign-in cookie.
+pub const SESSION_COOKIE: &str = "cb_session";
+const SESSION_MAX_AGE: u64 = 30 * 24 * 3600;
+
+/// The configured token, and the cookie value derived from it. The cookie holds an HMAC of the
+/// token rather than the token, and is the same on every node sharing the token.
+#[derive(Clone)]
+pub struct Token {
+    secret: String,
+    session: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl Token {
+    /// `None` for an absent or empty token: no token means no access control.
+    pub fn new(secret: Option<&str>) -> Option<Token> {
+        let secret = secret?.trim();
+        if secret.is_empty() {
+            return None;
+        }
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).ok()?;
+        mac.update(b"choiceboard dashboard session v1");
+        use base64::Engine as _;
+        let session =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        Some(Token {
+            secret: secret.to_string(),
+            session,
+        })
+    }
+
+    /// Is `given` the token? Takes the same time whatever `given` is.
+    pub fn matches(&self, given: &str) -> bool {
+        same_secret(given.as_bytes(), self.secret.as_bytes())
+    }
+
+    pub fn session_matches(&self, given: &str) -> bool {
+        same_secret(given.as_bytes(), self.session.as_bytes())
+    }
+
+    /// May this request use what the token protects? A bearer token or the sign-in cookie.
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split_once(' ')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            })
+            .is_some_and(|(_, token)| self.matches(token.trim()));
+        bearer || cookie(headers, SESSION_COOKIE).is_some_and(|c| self.session_matches(c))
+    }
+}
+
+/// Constant-time equality: both sides are hashed first, so neither the position of the first
+/// difference nor the length of the secret shows in the time taken.
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(given), Sha256::digest(secret));
+    let difference = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+/// Paths anyone may use: a choice's page, stream, commands and socket (the id is the
+/// capability), the display name, signing in, static files and the health check. Everything
+/// else — the API, `/ws`, `/metrics`, the dashboard and any unknown path — needs the token.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/login" | "/logout" | "/name")
+        || path.starts_with("/static/")
+        || path.starts_with("/choice/")
+        || path.strip_prefix("/ws/").is_some_and(|id| !id.is_empty())
+}
+
+/// Middleware: the host check, the cross-site check and the token, before anything runs.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let settings = &state.settings;
+    if !settings.host_allowed(headers) {
+        tracing::warn!(host = ?headers.get(header::HOST), "refused a request for a foreign host name");
+        return render_error(AppError::ForbiddenOrigin, headers);
+    }
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if (changes_state(request.method()) || upgrade) && !settings.same_origin(headers) {
+        return render_error(AppError::ForbiddenOrigin, headers);
+    }
+    if let Some(token) = &settings.token {
+        let path = request.uri().path();
+        if !is_open(path) && !token.admits(headers) {
+            if is_navigation(request.method(), headers) {
+                let next = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                let bounce = headers
+                    .get("sec-fetch-site")
+                    .is_some_and(|v| v == "cross-site");
+                return login_page(StatusCode::UNAUTHORIZED, &next, None, bounce);
+            }
+            return render_error(AppError::Unauthorized, headers);
+        }
+    }
+    next.run(request).await
+}
+
+/// A person's browser opening a page (not a script, not a fragment request).
+fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    *method == Method::GET
+        && headers.get("hx-request").is_none()
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+}
+
+/// An error from a middleware, in the form the client reads: an HTMX fragment into the page's
+/// error box, a page for a browser, JSON for everyone else.
+pub fn render_error(e: AppError, headers: &HeaderMap) -> Response {
+    if headers.get("hx-request").is_some_and(|v| v == "true") {
+        let mut response =
+            e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()));
+        let h = response.headers_mut();
+        h.insert("hx-retarget", HeaderValue::from_static("#errors"));
+        h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+        return response;
+    }
+    let html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if html {
+        super::pages::page_error(e, None)
+    } else {
+        e.into_response()
+    }
+}
+
+fn login_page(status: StatusCode, next: &str, error: Option<&str>, bounce: bool) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        views::login::page(next, error, bounce).into_string(),
+    )
+        .into_response()
+}
+
+/// Where to go after signing in: a path on this server, never another site.
+fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.len() <= 2000
+        && !next.starts_with("/login");
+    if local { next } else { "/" }
+}
+
+#[derive(serde::Deserialize)]
+pub struct NextParam {
+    next: Option<String>,
+}
+
+/// `GET /login`: the token form (or straight on, when no token is configured).
+pub async fn login_form(
+    State(state): State<AppState>,
+    query: Result<Query<NextParam>, QueryRejection>,
+) -> Response {
+    let next = query.ok().and_then(|Query(q)| q.next).unwrap_or_default();
+    let next = safe_next(&next);
+    if state.settings.token.is_none() {
+        return (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, next.to_string())],
+        )
+            .into_response();
+    }
+    login_page(StatusCode::OK, next, None, false)
+}
+
+/// `POST /login`: checks the token and sets the cookie.
+pub async fn login(State(state): State<AppState>, Body(body): Body) -> Response {
+    let (mut given, mut next) = (String::new(), String::from("/"));
+    for (key, value) in form_urlencoded::parse(&body) {
+        match &*key {
+            "token" => given = value.into_owned(),
+            "next" => next = value.into_owned(),
+            _ => {}
+        }
+    }
+    let next = safe_next(&next).to_string();
+    let Some(token) = &state.settings.token else {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
+    };
+    if !token.matches(given.trim()) {
+        tracing::warn!("a dashboard sign-in with a wrong token");
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            &next,
+            Some("That is not the token this server was started with."),
+            false,
+        );
+    }
+    let secure = if state.settings.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; Max-Age={SESSION_MAX_AGE}; HttpOnly; SameSite=Strict{secure}",
+        token.session
+    );
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /logout`: forgets the cookie.
+pub async fn logout() -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("cb_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_matches_only_itself() {
+        let token = Token::new(Some("s3cret-token")).expect("a token");
+        assert!(token.matches("s3cret-token"));
+        assert!(!token.matches("s3cret-toke"));
+        assert!(!token.matches("s3cret-token "));
+        assert!(!token.matches(""));
+        assert!(Token::new(Some("  ")).is_none());
+        assert!(Token::new(None).is_none());
+        assert_eq!(format!("{token:?}"), "Token(***)");
+    }
+
+    #[test]
+    fn the_session_cookie_is_derived_from_the_token_and_is_not_the_token() {
+        let a = Token::new(Some("one")).expect("a token");
+        let b = Token::new(Some("two")).expect("a token");
+        assert_ne!(a.session, b.session);
+        assert!(!a.session.contains("one"));
+        assert_eq!(a.session, Token::new(Some("one")).expect("a token").session);
+        assert!(a.session_matches(&a.session.clone()));
+        assert!(!a.session_matches(&b.session));
+    }
+
+    #[test]
+    fn bearer_or_cookie_admits() {
+        let token = Token::new(Some("t0k")).expect("a token");
+        let mut h = HeaderMap::new();
+        assert!(!token.admits(&h));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer t0k"),
+        );
+        assert!(token.admits(&h));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic t0k"));
+        assert!(!token.admits(&h));
+        let cookie = format!("a=b; {SESSION_COOKIE}={}", token.session);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&cookie).expect("value"),
+        );
+        assert!(token.admits(&h));
+    }
+
+    #[test]
+    fn only_a_choice_and_public_paths_are_open() {
+        for open in [
+            "/choice/abc",
+            "/choice/abc/submit",
+            "/choice/abc/events",
+            "/ws/abc",
+            "/healthz",
+            "/static/app.js",
+            "/login",
+            "/name",
+        ] {
+            assert!(is_open(open), "{open}");
+        }
+        for closed in [
+            "/",
+            "/board",
+            "/events",
+            "/timers",
+            "/api/choices",
+            "/api/events",
+            "/ws",
+            "/ws/",
+            "/metrics",
+            "/api/openapi.json",
+            "/nope",
+        ] {
+            assert!(!is_open(closed), "{closed}");
+        }
+    }
+
+    #[test]
+    fn next_stays_on_this_server() {
+        assert_eq!(safe_next("/board?x=1"), "/board?x=1");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "",
+            "/login",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad}");
+        }
+    }
+}
