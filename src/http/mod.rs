@@ -72,17 +72,22 @@ impl Settings {
 
     /// Is this browser request from one of our own pages? A browser sends `Origin` on POSTs and
     /// upgrades, and `Sec-Fetch-Site` on every request; a request with neither (curl, a script,
-    /// a native client) passes.
+    /// a native client) passes. Under `Referrer-Policy: no-referrer` a browser sends
+    /// `Origin: null` even for our own form posts; `Sec-Fetch-Site` then decides.
     pub fn same_origin(&self, headers: &HeaderMap) -> bool {
-        let Some(origin) = headers.get(header::ORIGIN) else {
-            return match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
-                None => true,
-                // `none`: the person typed the address or used a bookmark.
-                Some(site) => site == b"same-origin" || site == b"none",
-            };
-        };
-        let Ok(origin) = origin.to_str() else {
-            return false;
+        let origin = headers.get(header::ORIGIN);
+        let origin = match origin.map(|v| v.to_str()) {
+            Some(Ok(origin)) if origin != "null" => origin,
+            Some(Err(_)) => return false,
+            opaque_or_none => {
+                return match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
+                    // No Origin and no Sec-Fetch-Site: not a browser. `Origin: null` alone
+                    // (a sandboxed frame, an old browser) is not trusted.
+                    None => opaque_or_none.is_none(),
+                    // `none`: the person typed the address or used a bookmark.
+                    Some(site) => site == b"same-origin" || site == b"none",
+                };
+            }
         };
         if origin.eq_ignore_ascii_case(&self.public_url) {
             return true;

@@ -9,6 +9,8 @@ use tokio_tungstenite::tungstenite::{
     Message, client::IntoClientRequest, protocol::frame::coding::CloseCode,
 };
 
+use choiceboard::http::limits::Limits;
+
 use crate::helpers::{SseClient, TestApp, id_of};
 
 type Socket =
@@ -330,7 +332,8 @@ async fn a_thousand_sockets_on_one_choice_all_receive_a_change_within_a_second()
 
 #[tokio::test]
 async fn the_log_streams_deliver_every_event_exactly_once_in_order_and_resume() {
-    let app = TestApp::spawn().await;
+    // 200 creates as fast as they go: more than one client may make by default.
+    let app = TestApp::spawn_with(|c| c.limits = Limits::unlimited()).await;
     let mut sse = SseClient::connect(&app.client, &app.url("/api/events?since=0"), None).await;
     let mut socket = connect(&app, "/ws?since=0").await;
     let writer = {
