@@ -22,7 +22,7 @@ pub const MIN_TIMEOUT_MS: Millis = 1_000;
 pub const MAX_TIMEOUT_MS: Millis = 604_800_000;
 pub const DEFAULT_TIMEOUT_MS: Millis = 300_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Single,
@@ -48,7 +48,7 @@ impl Mode {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -89,7 +89,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnTimeout {
     SubmitDefault,
@@ -97,7 +97,7 @@ pub enum OnTimeout {
 }
 
 /// Which transport a final answer came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Via {
     Web,
@@ -531,22 +531,34 @@ pub fn seconds_to_ms(field: &str, seconds: f64) -> Result<Millis, Rejection> {
     Ok((seconds * 1000.0).round() as Millis)
 }
 
-/// The create request as programs send it. Everything but `title` is optional.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// The create request as programs send it. Everything but `title` is optional. (The schema
+/// attributes document it in `/api/openapi.json`; `TryFrom` below is what checks it.)
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"title": "Deploy build 1234?", "prompt": "All checks passed.",
+    "options": [{"id": "yes", "label": "Ship it"}, {"id": "no"}],
+    "default_selection": ["no"], "timeout_seconds": 300, "source": "nightly-build"}))]
 pub struct CreateRequest {
+    /// 1 to 200 characters, surrounding spaces aside.
+    #[schema(required = true)]
     pub title: String,
+    /// Markdown, up to 20,000 characters; raw HTML is shown as text.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 20000)]
     pub prompt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// 1 to 100 for single, multi and hybrid; none for text and timer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100)]
     pub options: Option<Vec<OptionRequest>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_selection: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    /// The countdown, 1 to 604,800 seconds (7 days); default 300.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 604800)]
     pub timeout_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_selections: Option<u64>,
@@ -560,9 +572,11 @@ pub struct CreateRequest {
     pub start_paused: bool,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct OptionRequest {
+    /// 1 to 64 characters, no spaces or control characters, unique in the choice.
+    #[schema(required = true, min_length = 1, max_length = 64)]
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -657,6 +671,13 @@ impl TryFrom<CreateRequest> for NewChoice {
         }
         let timeout_ms = match req.timeout_seconds {
             None => DEFAULT_TIMEOUT_MS,
+            // Checked before rounding: 0.9996 s is not "at least 1 second".
+            Some(s) if !(1.0..=604_800.0).contains(&s) => {
+                return Err(invalid(
+                    "timeout_seconds",
+                    "timeout_seconds must be between 1 and 604800 seconds",
+                ));
+            }
             Some(s) => {
                 let ms = seconds_to_ms("timeout_seconds", s)?;
                 check_timeout("timeout_seconds", ms)?;

@@ -8,6 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+#[allow(unused_imports)] // named in the OpenAPI attributes
+use super::openapi::ErrorBody;
 use super::{AppError, AppState, Body, Params, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
@@ -29,6 +31,26 @@ impl AppState {
     }
 }
 
+/// Create a choice.
+#[utoipa::path(
+    post,
+    path = "/api/choices",
+    tag = "choices",
+    security(("bearer" = [])),
+    request_body(content = CreateRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created.", body = crate::http::openapi::Choice,
+            headers(("location" = String, description = "/api/choices/{id}"))),
+        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 403, description = "A browser request from another origin.", body = ErrorBody),
+        (status = 408, description = "The request body did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB.", body = ErrorBody),
+        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this client.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<Response, AppError> {
     let started = std::time::Instant::now();
     let created = async {
@@ -48,6 +70,20 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
         .into_response())
 }
 
+/// One choice.
+#[utoipa::path(
+    get,
+    path = "/api/choices/{id}",
+    tag = "choices",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The choice's id")),
+    responses(
+        (status = 200, description = "The choice.", body = crate::http::openapi::Choice),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 404, description = "No such choice.", body = ErrorBody),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -56,6 +92,24 @@ pub async fn one(
     Ok(Json(state.choice_json(&choice)))
 }
 
+/// Choices, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/choices",
+    tag = "choices",
+    security(("bearer" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "active (default), final or all", pattern = "^(active|final|all)?$"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "The choices.", body = crate::http::openapi::ChoiceList),
+        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
     let filter = match params.text("status").unwrap_or("active") {
         "active" => ListFilter::Active,
@@ -75,6 +129,25 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
     ))
 }
 
+/// Long poll: answers as soon as the choice is final, or after `timeout` seconds.
+#[utoipa::path(
+    get,
+    path = "/api/choices/{id}/wait",
+    tag = "choices",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The choice's id"),
+        ("timeout" = Option<f64>, Query, description = "Seconds, 0 to 3600, default 60", minimum = 0, maximum = 3600),
+    ),
+    responses(
+        (status = 200, description = "The choice, final or as it stands at the timeout.", body = crate::http::openapi::Choice),
+        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 404, description = "No such choice.", body = ErrorBody),
+        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn wait(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -92,6 +165,23 @@ pub async fn wait(
 
 /// Polling: the events after `since`, oldest first, and the active choices now. Passing the
 /// returned cursor as the next `since` never skips or repeats an event.
+#[utoipa::path(
+    get,
+    path = "/api/status",
+    tag = "log",
+    security(("bearer" = [])),
+    params(
+        ("since" = Option<i64>, Query, description = "The last seq seen (default 0)", minimum = 0),
+        ("limit" = Option<i64>, Query, description = "Events, 1 to 1000, default 100", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "Events oldest first, the cursor, and the active choices.", body = crate::http::openapi::StatusPage),
+        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     params: Params,
@@ -111,7 +201,18 @@ pub async fn status(
 
 /// 200 while the store answers. On PostgreSQL it also says whether this node hears the other
 /// nodes: while its LISTEN connection is being re-established it is `degraded` (still 200:
-/// reads and writes work, only other nodes' changes arrive late).
+/// reads and writes work, only other nodes' changes arrive late). Needs no token (load
+/// balancers ask it).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "The database answers.", body = crate::http::openapi::Health),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.engine.store().ping().await {
         Ok(()) => match state.engine.listen_state() {

@@ -9,24 +9,33 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+#[allow(unused_imports)] // named in the OpenAPI attributes
+use super::openapi::ErrorBody;
 use super::{AppError, AppState, Body, Wants, parse_json};
 use crate::choice::{Actor, Answer, Command, Via, seconds_to_ms};
 use crate::views;
 
 /// The fields any command may carry, from JSON or a form, before they mean anything.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"selection": ["yes"], "annotation": "looks good"}))]
 pub struct CommandBody {
+    /// submit: the chosen option ids.
     pub selection: Selection,
+    /// submit: the free text (text and hybrid modes).
     pub text: Option<String>,
+    /// submit, cancel: a note for the asker.
     pub annotation: Option<String>,
+    /// submit: a note per option id.
     pub option_annotations: BTreeMap<String, String>,
+    /// timeout: the remaining time becomes this many seconds from now.
     pub seconds: Option<f64>,
+    /// timeout: add this many seconds (may be negative; remaining never drops below 1 s).
     pub add: Option<f64>,
 }
 
 /// `selection` as a JSON array, or a single id for convenience.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Selection {
     #[default]
@@ -121,6 +130,39 @@ impl CommandBody {
     }
 }
 
+/// A command on a choice. Needs no token: the id is the capability. Send JSON (answered with
+/// the choice JSON) or a form (answered `303 See Other` back to the page, or an HTML fragment
+/// for HTMX).
+#[utoipa::path(
+    post,
+    path = "/choice/{id}/{action}",
+    tag = "commands",
+    security(()),
+    params(
+        ("id" = String, Path, description = "The choice's id"),
+        ("action" = String, Path, description = "submit, cancel, timeout, pause, resume or reset", pattern = "^(submit|cancel|timeout|pause|resume|reset)$"),
+    ),
+    request_body(
+        description = "The fields the action uses; pause, resume and reset need none. A JSON body or `Accept: application/json` gets JSON back; a form gets HTML (a 303, an error page).",
+        content(
+            (CommandBody = "application/json"),
+            ("application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Done: the choice as it is now.", body = crate::http::openapi::Choice),
+        (status = 303, description = "Done (a form post without JSON): back to the choice's page.", headers(("location" = String))),
+        (status = 400, description = "The body is not valid JSON or form data.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "A browser request from another origin.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 404, description = "No such choice (or no such action).", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 408, description = "The request body did not arrive in time.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 409, description = "already_final: the choice is final; conflict: the action does not fit its status.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 413, description = "The body is over 1 MiB.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 429, description = "Too many requests from this client.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The server could not answer in time.", content((ErrorBody = "application/json"), (String = "text/html")), headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn command(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,

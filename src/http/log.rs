@@ -13,12 +13,35 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch};
 
 use super::limits::{ClientIp, StreamKind};
+#[allow(unused_imports)] // named in the OpenAPI attributes
+use super::openapi::ErrorBody;
 use super::{AppError, AppState, Params};
 use crate::engine::Engine;
 use crate::store::LogEvent;
 
 const PAGE: i64 = 500;
 
+/// The event log as Server-Sent Events: every event after `since` (default: now), exactly
+/// once and in seq order, then live. Each message is `id: SEQ` and `data: EVENT-JSON`;
+/// reconnect with `Last-Event-ID` to resume.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "log",
+    security(("bearer" = [])),
+    params(
+        ("since" = Option<i64>, Query, description = "Start after this seq (default: now)", minimum = 0),
+        ("last-event-id" = Option<String>, Header, description = "Resume after this seq"),
+    ),
+    responses(
+        (status = 200, description = "An endless stream; each `data:` line is one event of the log.", content_type = "text/event-stream", body = String),
+        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this client.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     client: ClientIp,

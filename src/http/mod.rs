@@ -223,9 +223,10 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
-    /// An integer parameter within `min..=max`, or `default` when absent.
+    /// An integer parameter within `min..=max`, or `default` when absent (`?limit=` with no
+    /// value is not a number, and is refused).
     pub fn int(&self, name: &str, min: i64, max: i64, default: i64) -> Result<i64, AppError> {
-        let Some(raw) = self.text(name) else {
+        let Some(raw) = self.0.get(name) else {
             return Ok(default);
         };
         match raw.parse::<i64>() {
@@ -239,7 +240,7 @@ impl Params {
 
     /// A number of seconds within `min..=max` (fractions allowed), or `default` when absent.
     pub fn seconds(&self, name: &str, min: f64, max: f64, default: f64) -> Result<f64, AppError> {
-        let Some(raw) = self.text(name) else {
+        let Some(raw) = self.0.get(name) else {
             return Ok(default);
         };
         match raw.parse::<f64>() {

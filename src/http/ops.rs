@@ -10,6 +10,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+#[allow(unused_imports)] // named in the OpenAPI attributes
+use super::openapi::ErrorBody;
 use super::{AppError, AppState};
 use crate::metrics::Snapshot;
 
@@ -89,7 +91,18 @@ impl AppState {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Counters, gauges and histograms in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let choices_by_status = state.engine.store().count_by_status().await?;
     let (open_sse, open_websockets) = state.guards.open_streams();
