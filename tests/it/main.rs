@@ -5,6 +5,7 @@
 mod helpers;
 mod pg;
 
+mod access;
 mod activity;
 mod api;
 mod ask;
@@ -14,6 +15,7 @@ mod durability;
 mod garbage;
 mod mcp;
 mod nodes;
+mod ops;
 mod postgres;
 mod store;
 mod streams;
