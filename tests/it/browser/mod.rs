@@ -1,6 +1,7 @@
 //! Pages in a real headless Chromium, driven over the DevTools protocol. Chromium missing means
 //! "skipped" — or a failure when `CHOICEBOARD_REQUIRE` names `browser`, as in CI.
 
+mod access;
 mod cdp;
 mod pages;
 
