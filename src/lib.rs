@@ -13,7 +13,11 @@
 //! - [`notify`] — pushes to phones (ntfy format) on new choices and a minute before deadlines.
 //! - [`views`] — pages and fragments in Maud, one function per swap target.
 //! - [`json`] — the JSON forms of choices and events from API.md.
-//! - [`http`] — the route table, handlers by feature, errors, content negotiation.
+//! - [`http`] — the route table, handlers by feature, errors, content negotiation; `access`
+//!   (token, dashboard cookie, origin and host checks), `limits` (rate limit, stream caps,
+//!   request timeout), `listen` (the accept loop: header timeout, graceful shutdown), `ops`
+//!   (request ids, access log, `/metrics`), `openapi` (`/api/openapi.json`).
+//! - [`metrics`] — the counters and histograms behind `/metrics`, in the Prometheus text format.
 //! - [`server`] — wires store, engine and routes together and serves.
 //! - [`cli`] — the command line.
 //! - [`client`] — the JSON API as a client speaks it; serves in-process when nothing answers.

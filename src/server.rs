@@ -76,11 +76,12 @@ pub async fn run(
         header_timeout: config.limits.header_timeout,
         drain: DRAIN,
     };
+    let guards = Arc::new(Guards::new(config.limits));
     let state = AppState {
         engine,
         hub: hub.clone(),
         settings: Arc::new(settings),
-        guards: Arc::new(Guards::new(config.limits)),
+        guards: guards.clone(),
         metrics,
     };
     tracing::info!(%addr, database = %redact(&config.database), "choiceboard is serving");
@@ -97,6 +98,11 @@ pub async fn run(
         end_streams,
     )
     .await?;
+    // WebSockets leave hyper's hands at their upgrade: give them a moment for their close frames.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while guards.open_streams() != (0, 0) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -124,7 +130,8 @@ async fn retention(store: Store, keep: std::time::Duration) {
         tokio::time::sleep(every).await;
     }
 }
-/// How long shutdown waits for requests in flight; with the process's own start-up and exit,
+
+/// How long shutdown waits for requests in flight (then at most 1 s for sockets to close):
 /// a SIGTERM is done within 5 s.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 

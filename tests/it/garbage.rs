@@ -199,3 +199,190 @@ async fn nul_characters_in_ids_and_text_never_get_a_5xx() {
     let (status, _) = app.get_json("/healthz").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Property test: random bytes, random JSON and random forms, with any content type, at every
+/// command and create route. Never a 5xx; a refused request changes nothing, an accepted one
+/// makes exactly one change.
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+
+    use super::ACTIONS;
+    use crate::helpers::{TestApp, id_of};
+    use choiceboard::http::limits::Limits;
+
+    /// Field names the parsers know, so random bodies often reach the interesting paths.
+    const FIELDS: &[&str] = &[
+        "title",
+        "prompt",
+        "mode",
+        "options",
+        "id",
+        "label",
+        "default_selection",
+        "on_timeout",
+        "timeout_seconds",
+        "min_selections",
+        "max_selections",
+        "placeholder",
+        "source",
+        "start_paused",
+        "selection",
+        "text",
+        "annotation",
+        "option_annotations",
+        "seconds",
+        "add",
+        "minutes",
+        "start",
+        "note.yes",
+        "type",
+    ];
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => proptest::sample::select(FIELDS).prop_map(str::to_string),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            proptest::sample::select(
+                &[
+                    "yes", "no", "single", "multi", "text", "timer", "cancel", ""
+                ][..]
+            )
+            .prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key(), inner), 0..6)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn form() -> impl Strategy<Value = Vec<u8>> {
+        let value = prop_oneof![
+            any::<String>(),
+            any::<f64>().prop_map(|f| f.to_string()),
+            proptest::sample::select(&["yes", "no", "inf", "-0", "1e400", "NaN", ""][..])
+                .prop_map(str::to_string),
+        ];
+        proptest::collection::vec((key(), value), 0..8).prop_map(|pairs| {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+                .into_bytes()
+        })
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..2048),
+            json_value().prop_map(|v| v.to_string().into_bytes()),
+            proptest::collection::vec((key(), json_value()), 0..8).prop_map(|p| Value::Object(
+                p.into_iter().collect()
+            )
+            .to_string()
+            .into_bytes()),
+            form(),
+        ]
+    }
+
+    fn content_type() -> impl Strategy<Value = Option<&'static str>> {
+        proptest::option::of(proptest::sample::select(
+            &[
+                "application/json",
+                "application/x-www-form-urlencoded",
+                "application/octet-stream",
+                "text/plain; charset=utf-8",
+                "application/json; charset=x-nonsense",
+            ][..],
+        ))
+    }
+
+    #[test]
+    fn random_bodies_at_every_command_and_create_route_never_get_a_5xx_and_change_nothing_when_refused()
+     {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let app = runtime.block_on(TestApp::spawn_with(|c| c.limits = Limits::unlimited()));
+        let mut runner = TestRunner::new(Config {
+            cases: 1000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let routes = proptest::sample::select(
+            ["create", "timers"]
+                .into_iter()
+                .chain(ACTIONS)
+                .collect::<Vec<_>>(),
+        );
+        let accepted = std::cell::Cell::new(0);
+        runner
+            .run(
+                &(routes, body(), content_type(), any::<bool>()),
+                |(route, body, content_type, htmx)| {
+                    runtime.block_on(async {
+                        let id = id_of(&app.create_yes_no(600.0).await);
+                        let path = match route {
+                            "create" => "/api/choices".to_string(),
+                            "timers" => "/timers".to_string(),
+                            action => format!("/choice/{id}/{action}"),
+                        };
+                        let mut request = app.client.post(app.url(&path)).body(body.clone());
+                        if let Some(content_type) = content_type {
+                            request = request.header("content-type", content_type);
+                        }
+                        if htmx {
+                            request = request.header("hx-request", "true");
+                        }
+                        let r = request.send().await.unwrap();
+                        let status = r.status();
+                        prop_assert!(
+                            status.as_u16() < 500,
+                            "{path} gave {status} for {:?}",
+                            String::from_utf8_lossy(&body)
+                        );
+                        let c = app.choice(&id).await;
+                        let changed = c["version"] != json!(1);
+                        if route == "create" || route == "timers" {
+                            prop_assert!(!changed);
+                        } else if status.is_success() || status == StatusCode::SEE_OTHER {
+                            accepted.set(accepted.get() + 1);
+                            prop_assert_eq!(
+                                &c["version"],
+                                &json!(2),
+                                "{} accepted: one change",
+                                path
+                            );
+                        } else {
+                            prop_assert!(
+                                !changed,
+                                "{path} refused with {status} but changed the choice"
+                            );
+                            prop_assert_eq!(&c["status"], &json!("pending"));
+                        }
+                        Ok(())
+                    })
+                },
+            )
+            .unwrap();
+        println!(
+            "1,000 random bodies: {} commands were well-formed enough to be accepted; no 5xx",
+            accepted.get()
+        );
+        runtime.block_on(async {
+            assert_eq!(app.get_json("/healthz").await.0, StatusCode::OK);
+        });
+    }
+}
