@@ -13,7 +13,18 @@ pub const KIND: &str = "note";
 /// The kind that marks a heartbeat; a source sending them can go stale.
 pub const HEARTBEAT: &str = "heartbeat";
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     #[default]
@@ -33,12 +44,18 @@ impl Level {
 }
 
 /// The note as programs send it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"source": "nightly-build", "kind": "started", "message": "build 1234 started"}))]
 pub struct NoteRequest {
+    /// The program, 1 to 64 characters.
+    #[schema(required = true)]
     pub source: String,
+    /// Free, at most 64 characters; default `note`. `heartbeat` lets a source go stale.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// 1 to 2,000 characters.
+    #[schema(required = true)]
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<Level>,

@@ -236,6 +236,24 @@ pub async fn not_found() -> AppError {
 }
 
 /// `POST /api/notes`: a program's activity note, appended to the log.
+#[utoipa::path(
+    post,
+    path = "/api/notes",
+    tag = "log",
+    security(("bearer" = [])),
+    request_body(content = NoteRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The note, as an event of the log.", body = crate::http::openapi::LogEvent),
+        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 403, description = "A browser request from another origin.", body = ErrorBody),
+        (status = 408, description = "The request body did not arrive in time.", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB.", body = ErrorBody),
+        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
+        (status = 429, description = "Too many requests from this client.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn create_note(
     State(state): State<AppState>,
     Body(body): Body,
@@ -247,6 +265,24 @@ pub async fn create_note(
 }
 
 /// `GET /api/notes?source=&since=&limit=`: notes, oldest first, after `since`.
+#[utoipa::path(
+    get,
+    path = "/api/notes",
+    tag = "log",
+    security(("bearer" = [])),
+    params(
+        ("source" = Option<String>, Query, description = "Only this source's notes", max_length = 64),
+        ("since" = Option<i64>, Query, description = "The last seq seen (default 0)", minimum = 0),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "Notes oldest first, and the cursor for the next `since`.", body = crate::http::openapi::NoteList),
+        (status = 400, description = "Malformed query.", body = ErrorBody),
+        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        (status = 422, description = "A parameter out of bounds; `field` names it.", body = ErrorBody),
+        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn notes(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
     let since = params.int("since", 0, i64::MAX, 0)?;
     let limit = params.int("limit", 1, MAX_LIST, 100)?;

@@ -28,13 +28,17 @@ use crate::choice::{Mode, OnTimeout, Status, Via};
         super::api::one,
         super::api::wait,
         super::api::status,
+        super::api::create_note,
+        super::api::notes,
         super::log::events,
         super::commands::command,
         super::api::healthz,
         super::ops::metrics,
         document,
     ),
-    components(schemas(ErrorBody, ErrorCode, Choice, ChoiceList, StatusPage, LogEvent, Health)),
+    components(schemas(
+        ErrorBody, ErrorCode, Choice, ChoiceList, StatusPage, LogEvent, NoteList, Health
+    )),
     modifiers(&BearerToken),
     tags(
         (name = "choices", description = "Create, read, list and wait for choices."),
@@ -222,6 +226,14 @@ pub struct StatusPage {
     active: Vec<Choice>,
 }
 
+/// Notes: pass `cursor` as the next `since`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NoteList {
+    cursor: i64,
+    notes: Vec<LogEvent>,
+}
+
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Health {
@@ -245,6 +257,7 @@ mod tests {
             "/api/choices/{id}",
             "/api/choices/{id}/wait",
             "/api/status",
+            "/api/notes",
             "/api/events",
             "/choice/{id}/{action}",
             "/healthz",

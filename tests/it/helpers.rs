@@ -43,9 +43,13 @@ impl TestApp {
         TestApp::start(database, Some(dir), tweak).await
     }
 
-    /// Another server (node) on an existing database.
+    /// Another server (node) on an existing database. The node tests time hundreds of
+    /// commands from one address, more than the default rate limit lets one client send.
     pub async fn spawn_on(database: &str) -> TestApp {
-        TestApp::start(database.to_string(), None, |_| {}).await
+        TestApp::start(database.to_string(), None, |c| {
+            c.limits = choiceboard::http::limits::Limits::unlimited()
+        })
+        .await
     }
 
     async fn start(

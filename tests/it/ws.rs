@@ -395,7 +395,8 @@ async fn a_log_reader_resumes_across_a_server_restart_and_misses_nothing_of_a_th
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("choiceboard.db").display());
     let client = reqwest::Client::new();
-    let first = crate::helpers::ServerProcess::start(&database, &[]).await;
+    // 1,000 notes as fast as they go: more than one client may send by default.
+    let first = crate::helpers::ServerProcess::start(&database, &["--rate-limit", "0"]).await;
     let write = |base: String, from: usize, to: usize| {
         // Eight writers at once: the log orders them, group commit keeps it quick.
         let writers: Vec<_> = (0..8)
@@ -431,7 +432,7 @@ async fn a_log_reader_resumes_across_a_server_restart_and_misses_nothing_of_a_th
     drop(reader);
     writer.await.unwrap();
     first.kill9().await;
-    let second = crate::helpers::ServerProcess::start(&database, &[]).await;
+    let second = crate::helpers::ServerProcess::start(&database, &["--rate-limit", "0"]).await;
     let writer = write(second.url(""), 500, 1000);
     let last = seqs.last().unwrap().to_string();
     let mut resumed = SseClient::connect(&client, &second.url("/api/events"), Some(&last)).await;
