@@ -726,3 +726,31 @@ async fn a_foreign_origin_cannot_open_the_log_socket_even_with_a_cookie_less_upg
         other => panic!("expected 403, got {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test]
+async fn ctrl_c_with_a_stream_open_exits_0_within_5_s_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("c.db").display());
+    let mut server = ServerProcess::start(&database, &[]).await;
+    let client = reqwest::Client::new();
+    let mut sse = SseClient::connect(&client, &server.url("/events"), None).await;
+    sse.next(Duration::from_secs(2)).await.unwrap();
+    let pid = server.child.id().expect("running").to_string();
+    let signalled = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(5), server.child.wait())
+        .await
+        .expect("exited within 5 s")
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit status {status} after {:?}",
+        signalled.elapsed()
+    );
+}
