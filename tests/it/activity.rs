@@ -116,8 +116,9 @@ async fn a_failing_or_slow_receiver_does_not_slow_a_create() {
 
 #[tokio::test]
 async fn retention_deletes_old_final_choices_and_their_events_and_nothing_else() {
-    // Kept 3 s; retention looks every 1.5 s.
-    let app = TestApp::spawn_with(|c| c.keep = Duration::from_secs(3)).await;
+    // Kept 4 s; retention looks every 2 s. The old items go in the round at about 6 s, the
+    // recent ones (3 s later) not before about 8 s: the checks below fall in between.
+    let app = TestApp::spawn_with(|c| c.keep = Duration::from_secs(4)).await;
     let old = id_of(&app.create_yes_no(600.0).await);
     app.command(&old, "cancel", json!({})).await;
     app.post_json(
@@ -126,7 +127,7 @@ async fn retention_deletes_old_final_choices_and_their_events_and_nothing_else()
     )
     .await;
     let waiting = id_of(&app.create_yes_no(600.0).await);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let recent = id_of(&app.create_yes_no(600.0).await);
     app.command(&recent, "cancel", json!({})).await;
     app.post_json(
@@ -134,11 +135,20 @@ async fn retention_deletes_old_final_choices_and_their_events_and_nothing_else()
         &json!({"source": "loop", "message": "fresh news"}),
     )
     .await;
-    let until = Instant::now() + Duration::from_secs(5);
-    while app.get_json(&format!("/api/choices/{old}")).await.0 != StatusCode::NOT_FOUND {
+    let until = Instant::now() + Duration::from_secs(6);
+    loop {
+        let choice_gone =
+            app.get_json(&format!("/api/choices/{old}")).await.0 == StatusCode::NOT_FOUND;
+        let (_, notes) = app.get_json("/api/notes?source=loop").await;
+        let note_gone = notes["notes"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|n| n["data"]["message"] != "old news"));
+        if choice_gone && note_gone {
+            break;
+        }
         assert!(
             Instant::now() < until,
-            "the old final choice is gone within two retention rounds"
+            "the old choice and the old note are gone within two retention rounds"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -6,7 +6,8 @@
 //! streaming the child's output line by line (prefixed `postgres| `), and passes iff that run
 //! passes and ran tests. The child skips this module (no recursion), `nodes::` (they already
 //! run on PostgreSQL here) and `durability::` (the kill -9 test of the SQLite file; the
-//! PostgreSQL kill -9 test is in `nodes.rs`).
+//! PostgreSQL kill -9 test is in `nodes.rs`), and the 2,000-viewer fan-out test (the hub does
+//! not touch the database).
 //!
 //! `CHOICEBOARD_TEST_BACKEND=postgres cargo test` also works by hand: then every `TestApp`
 //! uses a throwaway server started by that run, and this test has nothing to do.
@@ -40,6 +41,9 @@ fn the_whole_suite_passes_on_postgres() {
             "nodes::",
             "--skip",
             "durability::",
+            // The hub's fan-out at scale does not depend on the database; once is enough.
+            "--skip",
+            "timers::twenty_viewers_on_each_of_a_hundred_timers_all_tick",
         ])
         .args(["--test-threads", CHILD_TEST_THREADS])
         .env("CHOICEBOARD_TEST_BACKEND", "postgres")
