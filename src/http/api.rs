@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use super::openapi::ErrorBody;
-use super::{AppError, AppState, Body, Params, parse_json};
+use super::{AppError, AppState, Body, Params, PathIds, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
 use crate::engine::ListenState;
@@ -86,7 +86,7 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
 )]
 pub async fn one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathIds { id, .. }: PathIds,
 ) -> Result<Json<Value>, AppError> {
     let choice = state.engine.get(&id).await?;
     Ok(Json(state.choice_json(&choice)))
@@ -150,7 +150,7 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
 )]
 pub async fn wait(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathIds { id, .. }: PathIds,
     params: Params,
 ) -> Result<Json<Value>, AppError> {
     let timeout = params.seconds("timeout", 0.0, 3600.0, 60.0)?;

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use super::openapi::ErrorBody;
-use super::{AppError, AppState, Body, Wants, parse_json};
+use super::{AppError, AppState, Body, PathIds, Wants, parse_json};
 use crate::choice::{Actor, Answer, Command, Via, seconds_to_ms};
 use crate::views;
 
@@ -165,7 +165,7 @@ impl CommandBody {
 )]
 pub async fn command(
     State(state): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
+    PathIds { id, action }: PathIds,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {

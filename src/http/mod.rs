@@ -203,6 +203,35 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
+/// The path's `{id}` (and `{action}`), as sent. Ids are URL-safe, so one that would need
+/// decoding (or cannot be decoded at all) names no choice: the store answers 404 for it,
+/// through our error type, rather than axum's plain-text 400.
+pub struct PathIds {
+    pub id: String,
+    pub action: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        Ok(PathIds {
+            id: get("id"),
+            action: get("action"),
+        })
+    }
+}
+
 /// Query parameters by name, converted one by one so an error can name its parameter.
 pub struct Params(HashMap<String, String>);
 

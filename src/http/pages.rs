@@ -1,11 +1,13 @@
 //! Pages for people: the dashboard, a choice, the board fragment for polling, static files.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{AppError, AppState, Body, NAME_COOKIE, Params, VIEWER_COOKIE, viewer_of, wants_json};
+use super::{
+    AppError, AppState, Body, NAME_COOKIE, Params, PathIds, VIEWER_COOKIE, viewer_of, wants_json,
+};
 use crate::choice::{CreateRequest, Mode, NewChoice, Rejection};
 use crate::clock::now_ms;
 use crate::note::Level;
@@ -52,7 +54,7 @@ fn filter(params: &Params) -> Result<views::dashboard::Filter, AppError> {
 /// The choice page; a program asking for JSON gets the choice JSON at the same address.
 pub async fn choice(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathIds { id, .. }: PathIds,
     headers: HeaderMap,
 ) -> Response {
     let choice = match state.engine.get(&id).await {

@@ -5,13 +5,13 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use futures_util::Stream;
 
 use super::limits::{ClientIp, StreamKind};
-use super::{AppError, AppState, viewer_of};
+use super::{AppError, AppState, PathIds, viewer_of};
 use crate::hub::Part;
 
 /// A comment line; proxies and browsers keep the connection open.
@@ -20,7 +20,7 @@ const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
 
 pub async fn choice_events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathIds { id, .. }: PathIds,
     client: ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::commands::CommandBody;
 use super::limits::{ClientIp, StreamKind, StreamPermit};
-use super::{AppError, AppState, Params, log, viewer_of};
+use super::{AppError, AppState, Params, PathIds, log, viewer_of};
 use crate::choice::{Actor, Status, Via};
 use crate::hub::ChoiceWatch;
 
@@ -30,7 +30,7 @@ const BURST: f64 = 20.0;
 
 pub async fn choice_socket(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathIds { id, .. }: PathIds,
     client: ClientIp,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,

@@ -386,3 +386,27 @@ mod properties {
         });
     }
 }
+
+#[tokio::test]
+async fn an_id_that_cannot_be_decoded_is_a_404_in_our_error_format() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/api/choices/%FF",
+        "/api/choices/%FF/wait",
+        "/choice/%FF/events",
+        "/ws/%FF",
+    ] {
+        let (status, body) = app.get_json(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    let (status, body) = app
+        .command("%FF", "submit", json!({"selection": ["yes"]}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let r = app.client.get(app.url("/choice/%FF")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
