@@ -65,9 +65,20 @@
     if (d) return d + "d " + h + ":" + two(m) + ":" + two(s);
     return h ? h + ":" + two(m) + ":" + two(s) : m + ":" + two(s);
   }
+  // Stamped as fragments arrive (not at the next repaint, which a background tab delays).
+  function stampAll() {
+    var els = document.querySelectorAll("[data-remaining], .ago[data-ago]");
+    for (var i = 0; i < els.length; i++) remainingMs(els[i]);
+  }
+  document.addEventListener("htmx:after:swap", stampAll);
   function remainingMs(el) {
-    var st = stamps.get(el);
-    if (!st) { st = { t0: performance.now(), r0: parseFloat(el.getAttribute("data-remaining")) * 1000 }; stamps.set(el, st); }
+    if (!el.hasAttribute("data-remaining")) {
+      if (!stamps.get(el)) stamps.set(el, { t0: performance.now(), r0: parseFloat(el.getAttribute("data-ago")) });
+      return 0;
+    }
+    // Keyed by the figure too: a swap that morphs the element in place brings a new one.
+    var raw = el.getAttribute("data-remaining"), st = stamps.get(el);
+    if (!st || st.raw !== raw) { st = { t0: performance.now(), r0: parseFloat(raw) * 1000, raw: raw }; stamps.set(el, st); }
     if (el.getAttribute("data-status") !== "pending") return st.r0;
     return Math.max(0, st.r0 - (performance.now() - st.t0));
   }
@@ -285,9 +296,11 @@
       history.replaceState(null, "", q.toString() === "source=&level=" ? "/" : "/?" + q.toString());
       applyFilter();
     });
-    document.addEventListener("htmx:after:swap", applyFilter);
+    // Whenever the board is replaced (stream, polling, refresh), before it is painted.
+    new MutationObserver(applyFilter).observe(main, { childList: true, subtree: true });
   }
 
+  stampAll();
   if (badge) { badge.setAttribute("data-state", "connecting"); paintBadge(); }
   afterUpdate();
   setInterval(tick, 250);
