@@ -229,9 +229,19 @@ impl Expire for Inner {
     }
 }
 
+/// The batch cap: `MAX_BATCH`, or less through the undocumented `CHOICEBOARD_MAX_BATCH`, which
+/// the benchmark sets to 1 to measure one commit per command (group commit off).
+fn max_batch() -> usize {
+    std::env::var("CHOICEBOARD_MAX_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(MAX_BATCH, |n| n.clamp(1, MAX_BATCH))
+}
+
 async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let max_batch = max_batch();
+    let mut batch = Vec::with_capacity(max_batch);
+    while jobs.recv_many(&mut batch, max_batch).await > 0 {
         let Some(inner) = inner.upgrade() else { return };
         let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
         match write_batch(&inner.store, &ops).await {
