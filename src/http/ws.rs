@@ -20,6 +20,7 @@ use crate::hub::ChoiceWatch;
 
 /// Larger messages are refused (axum's default would be 64 MB).
 pub const MAX_MESSAGE: usize = 64 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// A socket silent this long (no message, no pong) is dead.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
@@ -93,10 +94,14 @@ pub async fn log_socket(
         .into_response())
 }
 
+/// Message limits, and small buffers: tungstenite's default 128 KiB read buffer, zeroed per
+/// socket, would cost every viewer 128 KiB of memory; its messages here are a few hundred bytes.
 fn limit(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
 }
 
 fn text(value: serde_json::Value) -> Message {
