@@ -154,9 +154,17 @@ impl Client {
         path: &str,
         json: Option<&str>,
     ) -> anyhow::Result<Answer> {
-        let result = self.request_once(method, path, json).await;
+        let reused = self.stream.is_some();
+        let mut result = self.request_once(method, path, json).await;
         if result.is_err() {
             self.stream = None;
+            // A kept-alive connection the server closed while idle: once more on a new one.
+            if reused {
+                result = self.request_once(method, path, json).await;
+                if result.is_err() {
+                    self.stream = None;
+                }
+            }
         }
         result
     }

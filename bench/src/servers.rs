@@ -138,7 +138,18 @@ impl Server {
         let log = std::fs::File::create(dir.join("server.log"))?;
         let mut command = match stack {
             Stack::ChoiceboardSse | Stack::ChoiceboardWs => {
-                let mut c = Command::new(paths.choiceboard());
+                // BENCH_WRAP runs the server under a profiler, e.g.
+                // `BENCH_WRAP="valgrind --tool=massif --massif-out-file=massif.out"`.
+                let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+                let mut words = wrap.split_whitespace();
+                let mut c = match words.next() {
+                    Some(program) => {
+                        let mut c = Command::new(program);
+                        c.args(words).arg(paths.choiceboard());
+                        c
+                    }
+                    None => Command::new(paths.choiceboard()),
+                };
                 c.arg("--bind")
                     .arg(addr.to_string())
                     .arg("--database")
@@ -236,7 +247,16 @@ impl Server {
             .with_context(|| format!("no deadline in {value}"))
     }
 
+    /// SIGTERM (so a profiler wrapping the server writes its output), SIGKILL after 5 s.
     pub async fn stop(mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
         // The database and the log stay in target/bench/tmp for a look afterwards.
