@@ -140,6 +140,8 @@ async fn serve_choice(
             }
         }
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let shutdown = super::sse::until_shutdown(watch.shutdown.clone());
+        tokio::pin!(shutdown);
         loop {
             let frames = watch.frames.borrow_and_update().clone();
             if frames.ws_status.count != sent_status {
@@ -167,7 +169,7 @@ async fn serve_choice(
                 changed = watch.frames.changed() => if changed.is_err() { return },
                 Some(message) = to_send.recv() => if sink.send(message).await.is_err() { return },
                 _ = ping.tick() => if sink.send(Message::Ping(Default::default())).await.is_err() { return },
-                _ = async { watch.shutdown.wait_for(|down| *down).await.map(|_| ()) } => {
+                _ = &mut shutdown => {
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::AWAY, reason: "shutting down".into() }))).await;
                     return;
                 }
