@@ -4,10 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
@@ -81,6 +81,7 @@ impl Viewer {
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> anyhow::Result<()> {
         let mut stream = net::connect(self.server, Some(self.from)).await?;
+        net::enable_rx_timestamps(&stream);
         let mut on_sample = |log: &mut ViewerLog, s: Sample| {
             log.samples.push(s);
             if !log.ready {
@@ -117,13 +118,14 @@ impl Viewer {
         let mut body: Vec<u8> = Vec::with_capacity(1024);
         let mut raw = rest;
         raw.reserve(1024);
+        let mut stamp = None;
         loop {
             if chunked {
                 decoder.feed(&raw, &mut body);
             } else {
                 body.extend_from_slice(&raw);
             }
-            let at_ns = mono_ns();
+            let at_ns = arrival(stamp);
             let mut start = 0;
             while let Some(end) = memfind(&body[start..], b"\n\n") {
                 if let Some(s) = parse_sse(&body[start..start + end], at_ns) {
@@ -133,9 +135,11 @@ impl Viewer {
             }
             body.drain(..start);
             raw.clear();
-            if stream.read_buf(&mut raw).await? == 0 {
+            let (n, at) = net::recv_stamped(stream, &mut raw).await?;
+            if n == 0 {
                 bail!("the server closed the stream");
             }
+            stamp = at;
         }
     }
 
@@ -154,8 +158,9 @@ impl Viewer {
             bail!("upgrade answered {status}");
         }
         let mut buf = rest;
+        let mut stamp = None;
         loop {
-            let at_ns = mono_ns();
+            let at_ns = arrival(stamp);
             while let Some(frame) = net::take_frame(&mut buf) {
                 match frame {
                     Frame::Text(text) => {
@@ -175,9 +180,11 @@ impl Viewer {
                     Frame::Other => {}
                 }
             }
-            if stream.read_buf(&mut buf).await? == 0 {
+            let (n, at) = net::recv_stamped(stream, &mut buf).await?;
+            if n == 0 {
                 bail!("the server closed the socket");
             }
+            stamp = at;
         }
     }
 
@@ -191,6 +198,28 @@ impl Viewer {
         }
     }
 }
+
+/// When bytes arrived, on the monotonic clock: the kernel's receive stamp (wall clock) moved
+/// onto it, or now when there is none.
+fn arrival(stamp: Option<i64>) -> u64 {
+    static WALL_MINUS_MONO_NS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let offset =
+        *WALL_MINUS_MONO_NS.get_or_init(|| crate::procstat::wall_ns() as i64 - mono_ns() as i64);
+    match stamp {
+        Some(wall) if wall > offset => {
+            STAMPED.fetch_add(1, Ordering::Relaxed);
+            (wall - offset) as u64
+        }
+        _ => {
+            UNSTAMPED.fetch_add(1, Ordering::Relaxed);
+            mono_ns()
+        }
+    }
+}
+
+/// Reads that carried a kernel receive stamp, and those that did not (stamped with "now").
+pub static STAMPED: AtomicU64 = AtomicU64::new(0);
+pub static UNSTAMPED: AtomicU64 = AtomicU64::new(0);
 
 fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     net::find(hay, needle)

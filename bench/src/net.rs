@@ -350,3 +350,78 @@ mod tests {
         );
     }
 }
+
+/// `SO_TIMESTAMPNS` (also the control message type `SCM_TIMESTAMPNS`) on Linux with 64-bit
+/// `time_t` (asm-generic/socket.h); the libc crate does not name it for glibc targets.
+const SO_TIMESTAMPNS: libc::c_int = 35;
+
+/// Asks the kernel to stamp received data (`SO_TIMESTAMPNS`), so a reader that runs late still
+/// knows when its bytes arrived: the skew measured is the server's, not the generator's queue.
+pub fn enable_rx_timestamps(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on our own socket with a stack value.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Reads what is there into `buf`; returns the byte count (0 = closed) and the kernel's receive
+/// time of the newest of those bytes (`CLOCK_REALTIME` ns), when it gave one.
+pub async fn recv_stamped(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(usize, Option<i64>)> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(tokio::io::Interest::READABLE, || recv_once(stream, buf)) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+fn recv_once(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(usize, Option<i64>)> {
+    use std::os::fd::AsRawFd;
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    let spare = buf.spare_capacity_mut();
+    let mut iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; every pointer in it points at live stack or buffer memory
+    // of the stated length, and recvmsg writes at most that much.
+    let (n, stamp) = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(stream.as_raw_fd(), &mut msg, 0);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == SO_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                stamp = Some(ts.tv_sec * 1_000_000_000 + ts.tv_nsec);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        (n as usize, stamp)
+    };
+    // SAFETY: recvmsg initialised the first n bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok((n, stamp))
+}
