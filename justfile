@@ -11,3 +11,12 @@ test:
 # What CI runs: install PostgreSQL and Chromium when missing, then the suite with both required
 ci:
     CI=true bash .ci/run
+
+# The load generator (bench/README.md): fan-out over SSE and WebSocket, durable commands, the
+# plain-axum floor; `just bench --baselines` adds FastAPI and Socket.IO side by side
+bench *ARGS:
+    cargo run --release -p choiceboard-bench --bin bench -- {{ARGS}}
+
+# Kill -9 the server at random moments under load; prints "acknowledged A, lost L, kills K"
+soak *ARGS:
+    cargo run --release -p choiceboard-bench --bin soak -- {{ARGS}}

@@ -255,9 +255,8 @@ fn init_logging(default_filter: &str, format: LogFormat) {
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     args.check_exposure()?;
     let limits = args.limits()?;
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
+    let listener =
+        listen(args.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
     let config = Config {
         public_url: args.public_url,
         notify_urls: args.notify_urls,
@@ -268,6 +267,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     };
     server::run(listener, config, shutdown_signal()).await?;
     Ok(0)
+}
+
+/// Pending connections the kernel queues before `accept` (capped by `net.core.somaxconn`):
+/// a burst of thousands of viewers reconnecting at once is not dropped.
+const BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // Restart on the same port at once, even with old connections in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -345,6 +345,15 @@ impl Expire for Inner {
     }
 }
 
+/// The batch cap: `MAX_BATCH`, or less through the undocumented `CHOICEBOARD_MAX_BATCH`, which
+/// the benchmark sets to 1 to measure one commit per command (group commit off).
+fn max_batch() -> usize {
+    std::env::var("CHOICEBOARD_MAX_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(MAX_BATCH, |n| n.clamp(1, MAX_BATCH))
+}
+
 /// The writer's view of the shared log: what it has read, and which seqs it wrote itself.
 struct Follow {
     /// Every event up to here has been published (or was this node's own).
@@ -358,12 +367,13 @@ struct Follow {
 }
 
 async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>, mut follow: Option<Follow>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let max_batch = max_batch();
+    let mut batch = Vec::with_capacity(max_batch);
     loop {
         // Both branches are cancel-safe; `select!` picks fairly, so neither starves.
         let follow_due = match follow.as_mut() {
             Some(f) => tokio::select! {
-                n = jobs.recv_many(&mut batch, MAX_BATCH) => {
+                n = jobs.recv_many(&mut batch, max_batch) => {
                     if n == 0 {
                         return;
                     }
@@ -372,7 +382,7 @@ async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>, mut follo
                 Some(()) = f.woken.recv() => true,
             },
             None => {
-                if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                if jobs.recv_many(&mut batch, max_batch).await == 0 {
                     return;
                 }
                 false

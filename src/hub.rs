@@ -163,7 +163,13 @@ impl Hub {
                 next_connection: AtomicU64::new(0),
             }),
         };
-        tokio::spawn(tick_loop(Arc::downgrade(&hub.inner)));
+        let ticker = Arc::downgrade(&hub.inner);
+        if let Err(e) = std::thread::Builder::new()
+            .name("choiceboard-ticker".into())
+            .spawn(move || tick_loop(ticker))
+        {
+            tracing::error!(error = %e, "the ticker thread could not start; countdowns will not tick");
+        }
         tokio::spawn(dashboard_loop(Arc::downgrade(&hub.inner)));
         hub
     }
@@ -658,10 +664,16 @@ impl HubInner {
 }
 
 /// Ticks once a second, on the wall-clock second, so every viewer's countdown flips together.
-async fn tick_loop(hub: std::sync::Weak<HubInner>) {
+///
+/// On a thread of its own, outside the runtime: wake-ups from outside enter the runtime's
+/// shared queue in order, so the viewers of one choice run together. Woken from a worker, the
+/// first few hundred would sit in that worker's local queue and the rest overflow to the shared
+/// one, and one choice's viewers would end up spread over the whole burst (p99 spread 281 ms at
+/// 19,000 viewers; a change waited behind it too).
+fn tick_loop(hub: std::sync::Weak<HubInner>) {
     loop {
         let wait = 1000 - now_ms().rem_euclid(1000);
-        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        std::thread::sleep(Duration::from_millis(wait as u64));
         let Some(hub) = hub.upgrade() else { return };
         hub.tick(now_ms());
     }

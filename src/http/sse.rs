@@ -32,23 +32,33 @@ pub async fn choice_events(
     let stream = async_stream::stream! {
         let _permit = permit;
         let mut watch = watch;
+        let shutdown = until_shutdown(watch.shutdown.clone());
+        tokio::pin!(shutdown);
         let mut sent = [0u64; 3];
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
         loop {
-            let frames = watch.frames.borrow_and_update().clone();
-            for (part, last) in [&frames.status, &frames.remaining, &frames.viewers].into_iter().zip(sent.iter_mut()) {
-                if let Some(bytes) = fresh(part, last, &stats) {
-                    yield bytes;
+            // Only the parts this viewer has not sent are cloned: the rest of the frames are
+            // shared by every viewer of the choice, and touching their counters costs on every tick.
+            let (fresh_parts, close) = {
+                let frames = watch.frames.borrow_and_update();
+                let mut parts: [Option<Bytes>; 3] = Default::default();
+                for ((part, last), out) in [&frames.status, &frames.remaining, &frames.viewers].into_iter().zip(sent.iter_mut()).zip(parts.iter_mut()) {
+                    *out = fresh(part, last, &stats);
                 }
+                let close = frames.closed.then(|| format!("id: {}\nevent: close\ndata:\n\n", seq_of(&frames.status.bytes)));
+                (parts, close)
+            };
+            for bytes in fresh_parts.into_iter().flatten() {
+                yield bytes;
             }
-            if frames.closed {
-                yield Bytes::from(format!("id: {}\nevent: close\ndata:\n\n", seq_of(&frames.status.bytes)));
+            if let Some(close) = close {
+                yield Bytes::from(close);
                 break;
             }
             tokio::select! {
                 changed = watch.frames.changed() => if changed.is_err() { break },
                 _ = keepalive.tick() => yield Bytes::from_static(KEEPALIVE),
-                _ = async { watch.shutdown.wait_for(|down| *down).await.map(|_| ()) } => break,
+                _ = &mut shutdown => break,
             }
         }
     };
@@ -60,10 +70,12 @@ pub async fn dashboard_events(
     client: ClientIp,
 ) -> Result<Response, AppError> {
     let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
-    let (mut frames, mut shutdown) = state.hub.watch_dashboard().await;
+    let (mut frames, shutdown) = state.hub.watch_dashboard().await;
     let stats = state.hub.clone();
     let stream = async_stream::stream! {
         let _permit = permit;
+        let shutdown = until_shutdown(shutdown);
+        tokio::pin!(shutdown);
         let mut sent = [0u64; 2];
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
         loop {
@@ -76,11 +88,18 @@ pub async fn dashboard_events(
             tokio::select! {
                 changed = frames.changed() => if changed.is_err() { break },
                 _ = keepalive.tick() => yield Bytes::from_static(KEEPALIVE),
-                _ = async { shutdown.wait_for(|down| *down).await.map(|_| ()) } => break,
+                _ = &mut shutdown => break,
             }
         }
     };
     Ok(event_stream(stream))
+}
+
+/// Resolves when the server shuts down. Made once per stream and polled by reference: a fresh
+/// `wait_for` in every loop would join and leave the one shutdown channel's waiter list (a lock
+/// every viewer shares) twice per tick.
+pub(super) async fn until_shutdown(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|down| *down).await;
 }
 
 /// The part's frame if it is newer than what this viewer last sent, counting skipped ones.

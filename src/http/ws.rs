@@ -21,6 +21,7 @@ use crate::hub::ChoiceWatch;
 
 /// Larger messages are refused (axum's default would be 64 MB).
 pub const MAX_MESSAGE: usize = 64 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// A socket silent this long (no message, no pong) is dead.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
@@ -99,10 +100,14 @@ pub async fn log_socket(
         .into_response())
 }
 
+/// Message limits, and small buffers: tungstenite's default 128 KiB read buffer, zeroed per
+/// socket, would cost every viewer 128 KiB of memory; its messages here are a few hundred bytes.
 fn limit(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
 }
 
 fn text(value: serde_json::Value) -> Message {
@@ -142,6 +147,8 @@ async fn serve_choice(
             }
         }
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let shutdown = super::sse::until_shutdown(watch.shutdown.clone());
+        tokio::pin!(shutdown);
         loop {
             let frames = watch.frames.borrow_and_update().clone();
             if frames.ws_status.count != sent_status {
@@ -169,7 +176,7 @@ async fn serve_choice(
                 changed = watch.frames.changed() => if changed.is_err() { return },
                 Some(message) = to_send.recv() => if sink.send(message).await.is_err() { return },
                 _ = ping.tick() => if sink.send(Message::Ping(Default::default())).await.is_err() { return },
-                _ = async { watch.shutdown.wait_for(|down| *down).await.map(|_| ()) } => {
+                _ = &mut shutdown => {
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::AWAY, reason: "shutting down".into() }))).await;
                     return;
                 }

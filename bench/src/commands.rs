@@ -1,0 +1,117 @@
+//! Durable commands: K clients, each on its own keep-alive connection, posting as fast as the
+//! server acknowledges; throughput and latency of creates and of timeout changes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::net::{self, Client};
+use crate::procstat::{self, percentiles};
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Load {
+    pub clients: usize,
+    pub completed: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    /// p50, p99, max in ms.
+    pub latency_ms: [f64; 3],
+    /// Server CPU seconds per 1,000 commands.
+    pub server_cpu_ms_per_command: f64,
+}
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Create,
+    Timeout,
+}
+
+/// Runs `clients` loops for `duration`; each Timeout client changes its own choice.
+pub async fn run(
+    server: SocketAddr,
+    pid: u32,
+    kind: Kind,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Load> {
+    // Each client's own choice, made before the clock starts.
+    let mut setup = Client::new(server, None);
+    let mut ids = Vec::with_capacity(clients);
+    if let Kind::Timeout = kind {
+        for n in 0..clients {
+            ids.push(create(&mut setup, n).await?);
+        }
+    }
+    let cpu0 = procstat::cpu_seconds(pid).unwrap_or(0.0);
+    let until = tokio::time::Instant::now() + duration;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..clients {
+        let id = ids.get(n).cloned();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(server, Some(net::source(n)));
+            let mut latencies = Vec::with_capacity(16_384);
+            let mut errors = 0u64;
+            let mut i = 0u64;
+            while tokio::time::Instant::now() < until {
+                i += 1;
+                let t = std::time::Instant::now();
+                let ok = match (&kind, &id) {
+                    (Kind::Timeout, Some(id)) => {
+                        let body = json!({"seconds": 1000 + (i % 1000)}).to_string();
+                        client
+                            .request("POST", &format!("/choice/{id}/timeout"), Some(&body))
+                            .await
+                            .is_ok_and(|a| a.status == 200)
+                    }
+                    _ => create(&mut client, n).await.is_ok(),
+                };
+                if ok {
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await?;
+        all.extend(latencies);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+    let completed = all.len() as u64;
+    let p = percentiles(&mut all, &[50.0, 99.0, 100.0]);
+    Ok(Load {
+        clients,
+        completed,
+        errors,
+        per_second: completed as f64 / elapsed,
+        latency_ms: [p[0], p[1], p[2]],
+        server_cpu_ms_per_command: if completed > 0 {
+            cpu * 1000.0 / completed as f64
+        } else {
+            f64::NAN
+        },
+    })
+}
+
+async fn create(client: &mut Client, n: usize) -> anyhow::Result<String> {
+    let body = json!({"title": format!("load {n}"), "options": [{"id": "a"}, {"id": "b"}],
+                      "timeout_seconds": 3600})
+    .to_string();
+    let answer = client.request("POST", "/api/choices", Some(&body)).await?;
+    if answer.status != 201 {
+        bail!("create answered {}", answer.status);
+    }
+    answer.json()?["id"]
+        .as_str()
+        .map(str::to_string)
+        .context("no id")
+}
