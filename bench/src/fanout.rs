@@ -298,6 +298,8 @@ pub struct Analysis {
     pub changes: usize,
     /// Viewer deliveries of a change that never came.
     pub change_missed: u64,
+    /// The largest spreads: which choice, and when in the window (for a look at the cause).
+    pub worst_spreads: Vec<String>,
     /// Countdown messages that arrived inside the tick window.
     pub delivered_in_window: u64,
 }
@@ -335,6 +337,7 @@ pub fn analyse(
     }
     let mut spreads = Vec::new();
     let mut lateness = Vec::new();
+    let mut worst = Vec::new();
     // Ticks whose first arrival falls early enough in the window that every viewer had time.
     let last_start = w1.saturating_sub(1_200_000_000);
     for (g, map) in ticks.iter().enumerate() {
@@ -347,6 +350,7 @@ pub fn analyse(
             out.ticks_expected += viewers_in[g];
             out.ticks_missed += viewers_in[g].saturating_sub(arrivals.len() as u64);
             spreads.push((last - first) as f64 / 1e6);
+            worst.push(((last - first) as f64 / 1e6, g, first, last));
             for &(at, rendered_ms) in arrivals {
                 lateness.push(at as f64 / 1e6 + wall_minus_mono_ms - rendered_ms as f64);
             }
@@ -357,6 +361,18 @@ pub fn analyse(
         [p[0], p[1], p[2]]
     };
     out.spread_ms = three(&mut spreads);
+    worst.sort_by(|a, b| b.0.total_cmp(&a.0));
+    out.worst_spreads = worst
+        .iter()
+        .take(8)
+        .map(|&(ms, g, first, last)| {
+            format!(
+                "{ms:.1} ms: choice {g}, first at +{:.3} s, last at +{:.3} s",
+                (first.saturating_sub(w0)) as f64 / 1e9,
+                (last.saturating_sub(w0)) as f64 / 1e9
+            )
+        })
+        .collect();
     out.lateness_ms = three(&mut lateness);
 
     let mut by_group: Vec<Vec<&ViewerLog>> = vec![Vec::new(); groups];

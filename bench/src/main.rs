@@ -282,6 +282,7 @@ async fn fanout_measure(server: &Server, viewers: usize, args: &Args) -> anyhow:
         "change_all_viewers_ms": {"p50": round(a.change_all_ms[0], 1), "p99": round(a.change_all_ms[1], 1), "max": round(a.change_all_ms[2], 1)},
         "change_each_viewer_ms": {"p50": round(a.change_each_ms[0], 1), "p99": round(a.change_each_ms[1], 1)},
         "changes": a.changes,
+        "worst_spreads": a.worst_spreads,
         "kernel_stamped_reads": fanout::STAMPED.swap(0, std::sync::atomic::Ordering::Relaxed),
         "unstamped_reads": fanout::UNSTAMPED.swap(0, std::sync::atomic::Ordering::Relaxed),
         "change_deliveries_missed": a.change_missed,
