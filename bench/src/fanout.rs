@@ -164,10 +164,10 @@ impl Viewer {
             while let Some(frame) = net::take_frame(&mut buf) {
                 match frame {
                     Frame::Text(text) => {
-                        if self.proto == Proto::SocketIo {
-                            if let Some(reply) = self.socket_io(&text) {
-                                stream.write_all(&net::client_frame(1, &reply)).await?;
-                            }
+                        if self.proto == Proto::SocketIo
+                            && let Some(reply) = self.socket_io(&text)
+                        {
+                            stream.write_all(&net::client_frame(1, &reply)).await?;
                         }
                         if let Some(s) = parse_sync(&text, at_ns, self.proto) {
                             on_sample(log, s);
@@ -304,6 +304,10 @@ pub struct Analysis {
     pub delivered_in_window: u64,
 }
 
+/// Per tick key (deadline, displayed second): each viewer's first arrival and the instant the
+/// message was rendered for.
+type TickArrivals = HashMap<(i64, i64), Vec<(u64, i64)>>;
+
 /// Tick skew and misses over the window `[w0, w1]` (monotonic ns), change latency after it.
 /// `wall_minus_mono_ms` turns an arrival into wall-clock time for the lateness.
 pub fn analyse(
@@ -316,7 +320,7 @@ pub fn analyse(
     let mut out = Analysis::default();
     let mut viewers_in = vec![0u64; groups];
     // Per group: tick key → (viewers who got it, first arrival, last arrival, arrivals).
-    let mut ticks: Vec<HashMap<(i64, i64), Vec<(u64, i64)>>> = vec![HashMap::new(); groups];
+    let mut ticks: Vec<TickArrivals> = vec![HashMap::new(); groups];
     for log in logs.iter().filter(|l| l.ready) {
         viewers_in[log.group] += 1;
         let mut seen = HashSet::new();

@@ -228,10 +228,10 @@ pub async fn wait_ready(server: SocketAddr, path: &str, limit: Duration) -> anyh
     let until = tokio::time::Instant::now() + limit;
     loop {
         let mut client = Client::new(server, None);
-        if let Ok(answer) = client.request("GET", path, None).await {
-            if answer.status == 200 {
-                return Ok(());
-            }
+        if let Ok(answer) = client.request("GET", path, None).await
+            && answer.status == 200
+        {
+            return Ok(());
         }
         if tokio::time::Instant::now() > until {
             bail!("{server}{path} did not answer 200 within {limit:?}");

@@ -207,7 +207,7 @@ async fn client(
     let mut i = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         i += 1;
-        let expire = i % 3 == 0;
+        let expire = i.is_multiple_of(3);
         let body = json!({"title": format!("soak {n}/{i}"), "options": [{"id": "a"}, {"id": "b"}],
                           "timeout_seconds": if expire { 1 } else { 3600 }})
         .to_string();
@@ -230,11 +230,11 @@ async fn client(
             continue;
         }
         let body = json!({"selection": ["a"]}).to_string();
-        if let Some((200, _)) = request(&mut client, &format!("/choice/{id}/submit"), &body).await {
-            if let Ok(mut a) = acks.lock() {
-                a.submitted.insert(id);
-                a.count += 1;
-            }
+        if let Some((200, _)) = request(&mut client, &format!("/choice/{id}/submit"), &body).await
+            && let Ok(mut a) = acks.lock()
+        {
+            a.submitted.insert(id);
+            a.count += 1;
         }
     }
 }
