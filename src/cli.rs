@@ -123,7 +123,8 @@ pub struct ServeArgs {
     /// Open SSE streams and WebSockets per client (0: no cap).
     #[arg(long, env = "CHOICEBOARD_MAX_STREAMS_PER_CLIENT", default_value_t = Limits::default().streams_per_client)]
     pub max_streams_per_client: usize,
-    /// Open SSE streams and WebSockets on this server (0: no cap).
+    /// Open SSE streams and WebSockets on this server (0: no cap). The default is the process's
+    /// open-file limit (raised to its hard limit), less a twentieth for the database and requests.
     #[arg(long, env = "CHOICEBOARD_MAX_STREAMS", default_value_t = Limits::default().streams_total)]
     pub max_streams: usize,
     /// Seconds a request (not a stream, not the long poll) may take to be answered.

@@ -1,4 +1,5 @@
-//! The engine: the only path that changes a choice. Load, transition, store, publish.
+//! The engine: the only path that changes a choice. Transition, store, update the live state,
+//! publish. It owns the [live state](crate::live), from which every read is served.
 //!
 //! Every create and command becomes a job for one writer task, which takes all the jobs waiting
 //! at that moment, applies them in one transaction, commits once (group commit: one fsync for
@@ -14,7 +15,6 @@
 //! never goes backwards.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::choice::{Actor, Choice, Command, EventKind, NewChoice, Rejection, Via};
 use crate::clock::now_ms;
+use crate::live::{Entry, Live, Waiting};
 use crate::note::Note;
 use crate::scheduler::{Expire, Scheduler};
 use crate::store::{LogEvent, NewEvent, Store};
@@ -44,6 +45,8 @@ pub struct Change {
 pub enum EngineError {
     NotFound,
     Rejected(Rejection),
+    /// Too much is waiting already (the writer's queue is full): try again shortly.
+    Busy,
     Internal(anyhow::Error),
 }
 
@@ -66,11 +69,11 @@ pub struct Engine {
 
 struct Inner {
     store: Store,
+    live: Live,
     jobs: mpsc::Sender<Job>,
     changes: broadcast::Sender<Arc<Change>>,
     scheduler: Scheduler,
     subscribers: std::sync::RwLock<Vec<Arc<dyn Subscriber>>>,
-    last_seq: AtomicI64,
     listen: watch::Receiver<ListenState>,
 }
 
@@ -97,7 +100,7 @@ impl ListenState {
 }
 
 enum Op {
-    Create(Choice),
+    Create(Box<Choice>),
     Command {
         id: String,
         command: Command,
@@ -113,6 +116,8 @@ struct Job {
 
 /// How many jobs one transaction takes at most.
 const MAX_BATCH: usize = 512;
+/// Jobs waiting for the writer, at most; more are answered 503 at once.
+const JOBS_QUEUED: usize = 8192;
 /// How often a command retries when another node changed the choice between read and write.
 const MAX_VERSION_RETRIES: usize = 5;
 /// How many events one read of the log takes when following other nodes.
@@ -126,20 +131,22 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(5);
 
 impl Engine {
-    /// Starts the writer and the deadline scheduler, arming every pending deadline in the
-    /// store (overdue ones expire at once).
+    /// Loads every active choice into the live state, and starts the writer and the deadline
+    /// scheduler, arming every pending deadline (overdue ones expire at once).
+    /// `presence_grace`: how long a viewer whose stream dropped is still shown as watching.
     ///
     /// On a shared database it also starts following the other nodes, and waits a few seconds
     /// for the first LISTEN; if that fails it serves anyway, degraded, and keeps retrying.
-    pub async fn start(store: Store) -> anyhow::Result<Engine> {
-        let (jobs, rx) = mpsc::channel(4096);
+    pub async fn start(store: Store, presence_grace: Duration) -> anyhow::Result<Engine> {
+        let (jobs, rx) = mpsc::channel(JOBS_QUEUED);
         let (changes, _) = broadcast::channel(4096);
         let scheduler = Scheduler::default();
-        // The seq first, then the deadlines: a change another node commits in between is
-        // then both in the deadlines and followed from the log, rather than in neither.
+        // The seq first, then the choices: a change another node commits in between is then
+        // both in memory and followed from the log, rather than in neither.
         let seen = store.last_seq().await?;
-        for (id, deadline) in store.pending_deadlines().await? {
-            scheduler.arm(&id, Some(deadline));
+        let live = Live::load(store.clone(), seen, presence_grace).await?;
+        for choice in live.active() {
+            scheduler.arm(&choice.id, choice.deadline);
         }
         let shared = store.is_shared();
         let (listen_tx, listen) = watch::channel(if shared {
@@ -149,11 +156,11 @@ impl Engine {
         });
         let inner = Arc::new(Inner {
             store: store.clone(),
+            live,
             jobs,
             changes,
             scheduler: scheduler.clone(),
             subscribers: Default::default(),
-            last_seq: AtomicI64::new(seen),
             listen,
         });
         let follow = if shared {
@@ -189,9 +196,14 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The live state: every read is served from it.
+    pub fn live(&self) -> &Live {
+        &self.inner.live
+    }
+
     /// The newest seq this node has published.
     pub fn last_seq(&self) -> i64 {
-        self.inner.last_seq.load(Ordering::Acquire)
+        self.inner.live.last_seq()
     }
 
     /// Whether this node hears the other nodes (for `/healthz`).
@@ -219,7 +231,7 @@ impl Engine {
 
     pub async fn create(&self, new: NewChoice) -> Result<Arc<Choice>, EngineError> {
         let choice = Choice::new(new_id()?, new, now_ms());
-        choice_of(self.submit_job(Op::Create(choice)).await?)
+        choice_of(self.submit_job(Op::Create(Box::new(choice))).await?)
     }
 
     /// Appends a program's activity note to the log.
@@ -233,6 +245,9 @@ impl Engine {
         command: Command,
         actor: Actor,
     ) -> Result<Arc<Choice>, EngineError> {
+        // Known to memory before the writer sees it, so the writer never reads it from the
+        // store (and an unknown id never reaches the writer).
+        self.entry(id).await?;
         choice_of(
             self.submit_job(Op::Command {
                 id: id.to_string(),
@@ -248,45 +263,60 @@ impl Engine {
         let gone = || EngineError::Internal(anyhow::anyhow!("the writer has stopped"));
         self.inner
             .jobs
-            .send(Job { op, reply })
-            .await
-            .map_err(|_| gone())?;
+            .try_send(Job { op, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => EngineError::Busy,
+                mpsc::error::TrySendError::Closed(_) => gone(),
+            })?;
         answer.await.map_err(|_| gone())?
     }
 
-    pub async fn get(&self, id: &str) -> Result<Choice, EngineError> {
-        self.inner.store.get(id).await?.ok_or(EngineError::NotFound)
+    /// The choice as it stands, from memory (read once from the store on a miss).
+    pub async fn get(&self, id: &str) -> Result<Arc<Choice>, EngineError> {
+        Ok(self.entry(id).await?.choice)
+    }
+
+    /// The choice with the parts of its page rendered once.
+    pub async fn entry(&self, id: &str) -> Result<Entry, EngineError> {
+        self.inner
+            .live
+            .entry(id)
+            .await?
+            .ok_or(EngineError::NotFound)
     }
 
     /// Answers as soon as the choice is final, or after `timeout` with its current state.
-    pub async fn wait_final(&self, id: &str, timeout: Duration) -> Result<Choice, EngineError> {
-        let mut changes = self.subscribe();
-        let current = self.get(id).await?;
-        if current.status.is_final() {
-            return Ok(current);
-        }
+    /// Waits on the choice's own channel: other choices' changes do not wake it.
+    pub async fn wait_final(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Choice>, EngineError> {
+        let mut changes = match self.inner.live.wait(id).await? {
+            None => return Err(EngineError::NotFound),
+            Some(Waiting::Final(choice)) => return Ok(choice),
+            Some(Waiting::Open(changes)) => changes,
+        };
         let until = tokio::time::Instant::now() + timeout;
         loop {
-            match tokio::time::timeout_at(until, changes.recv()).await {
-                Err(_) => return self.get(id).await,
-                Ok(Ok(change)) => {
-                    if let Some(choice) = change
-                        .choice
-                        .as_ref()
-                        .filter(|c| c.id == id && c.status.is_final())
-                    {
-                        return Ok((**choice).clone());
-                    }
-                }
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    let current = self.get(id).await?;
-                    if current.status.is_final() {
-                        return Ok(current);
-                    }
-                }
-                Ok(Err(broadcast::error::RecvError::Closed)) => return self.get(id).await,
+            let current = changes.borrow_and_update().clone();
+            if current.status.is_final() {
+                return Ok(current);
+            }
+            match tokio::time::timeout_at(until, changes.changed()).await {
+                Ok(Ok(())) => {}
+                // The time is up (or the choice was forgotten): as it stands.
+                Err(_) | Ok(Err(_)) => return Ok(changes.borrow().clone()),
             }
         }
+    }
+
+    /// Retention: deletes final choices and notes older than `cutoff`, from the store and
+    /// from memory together. Returns (choices, notes) deleted.
+    pub async fn purge_before(&self, cutoff: crate::clock::Millis) -> anyhow::Result<(u64, u64)> {
+        let (ids, notes) = self.inner.store.purge_before(cutoff).await?;
+        self.inner.live.forget(&ids);
+        Ok((ids.len() as u64, notes))
     }
 
     /// Publishes a change committed elsewhere (another node), exactly as if made here: it
@@ -299,10 +329,15 @@ impl Engine {
 }
 
 impl Inner {
+    /// Memory first, then everyone else: whoever is told of a change finds it in the live
+    /// state already.
     fn publish(&self, change: Arc<Change>) {
-        self.last_seq.fetch_max(change.event.seq, Ordering::AcqRel);
-        if let Some(c) = &change.choice {
-            self.scheduler.arm(&c.id, c.deadline);
+        match &change.choice {
+            Some(c) => {
+                self.live.apply(c, change.event.seq);
+                self.scheduler.arm(&c.id, c.deadline);
+            }
+            None => self.live.saw(change.event.seq),
         }
         for subscriber in self
             .subscribers
@@ -331,13 +366,13 @@ impl Expire for Inner {
                     // Another node expired, answered or moved it first (the version check let
                     // exactly one of us change it). Arm whatever deadline it has now, in case
                     // ours was stale; a final choice has none.
-                    if let Ok(Some(current)) = engine.inner.store.get(&id).await {
+                    if let Ok(current) = engine.get(&id).await {
                         engine.inner.scheduler.arm(&id, current.deadline);
                     }
                 }
-                Err(EngineError::Internal(e)) => {
+                Err(EngineError::Busy) | Err(EngineError::Internal(_)) => {
                     // The deadline stays ours: try again shortly rather than leave it pending.
-                    tracing::error!(choice = %id, error = %format!("{e:#}"), "expiring failed; retrying in 1 s");
+                    tracing::error!(choice = %id, "expiring failed; retrying in 1 s");
                     engine.inner.scheduler.arm(&id, Some(now_ms() + 1_000));
                 }
             }
@@ -407,15 +442,14 @@ async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>, mut follo
 
 async fn write_jobs(inner: &Inner, batch: &mut Vec<Job>, mut follow: Option<&mut Follow>) {
     let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
-    match write_batch(&inner.store, &ops).await {
+    match write_batch(&inner.store, &inner.live, &ops).await {
         Ok(results) => {
             for (job, result) in batch.drain(..).zip(results) {
-                let answer = result.map(|change| {
+                let answer = result.inspect(|change| {
                     if let Some(f) = follow.as_deref_mut() {
                         f.own.insert(change.event.seq);
                     }
                     inner.publish(change.clone());
-                    change
                 });
                 let _ = job.reply.send(answer);
             }
@@ -560,6 +594,7 @@ impl Applying {
 /// never deadlock each other on PostgreSQL.
 async fn write_batch(
     store: &Store,
+    live: &Live,
     ops: &[&Op],
 ) -> anyhow::Result<Vec<Result<Arc<Change>, EngineError>>> {
     let mut order: Vec<usize> = (0..ops.len()).collect();
@@ -570,6 +605,9 @@ async fn write_batch(
     });
     let mut tx = store.begin().await?;
     let mut applied: Vec<Option<Applied>> = (0..ops.len()).map(|_| None).collect();
+    // The rows this batch has changed so far: a second command on a choice applies to the
+    // first one's result, which memory does not hold until the commit.
+    let mut written: HashMap<String, Choice> = HashMap::new();
     for &i in &order {
         let now = now_ms();
         applied[i] = Some(match ops[i] {
@@ -577,7 +615,7 @@ async fn write_batch(
                 tx.insert(choice).await?;
                 Ok(Applying::choice(
                     EventKind::Created,
-                    choice.clone(),
+                    (**choice).clone(),
                     choice.created_at,
                 ))
             }
@@ -589,7 +627,17 @@ async fn write_batch(
                 data: note.data(),
             }),
             Op::Command { id, command, actor } => {
-                apply_command(&mut tx, id, command, actor, now).await?
+                let current = match written.get(id) {
+                    Some(choice) => Some(choice.clone()),
+                    None => live.current(id).map(|c| (*c).clone()),
+                };
+                let applied = apply_command(&mut tx, current, id, command, actor, now).await?;
+                if let Ok(applying) = &applied {
+                    if let Some(choice) = &applying.choice {
+                        written.insert(id.clone(), choice.clone());
+                    }
+                }
+                applied
             }
         });
     }
@@ -625,25 +673,41 @@ async fn write_batch(
     Ok(results.into_iter().flatten().collect())
 }
 
+/// Applies a command to the row as memory holds it (`current`), and writes it if the stored
+/// row is still that version. Only when it is not (another node changed it first), or memory
+/// does not hold it, is the row read from the store.
 async fn apply_command(
     tx: &mut crate::store::Batch,
+    mut current: Option<Choice>,
     id: &str,
     command: &Command,
     actor: &Actor,
     now: i64,
 ) -> anyhow::Result<Applied> {
+    // On a shared database memory may lag another node's commit by moments: a refusal is
+    // checked against the stored row before it is answered.
+    let mut unsure = current.is_some() && tx.is_shared();
+    if current.is_none() {
+        current = tx.load(id).await?;
+    }
     for _ in 0..MAX_VERSION_RETRIES {
-        let Some(mut choice) = tx.load(id).await? else {
+        let Some(mut choice) = current.take() else {
             return Ok(Err(EngineError::NotFound));
         };
         let read_version = choice.version;
         let kind = match choice.apply(command.clone(), actor, now) {
             Ok(kind) => kind,
+            Err(_) if unsure => {
+                unsure = false;
+                current = tx.load(id).await?;
+                continue;
+            }
             Err(rejection) => return Ok(Err(EngineError::Rejected(rejection))),
         };
         if tx.update(&choice, read_version).await? {
             return Ok(Ok(Applying::choice(kind, choice, now)));
         }
+        current = tx.load(id).await?;
     }
     Ok(Err(EngineError::Rejected(Rejection::Conflict(
         "the choice is changing too fast; try again".into(),

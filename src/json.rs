@@ -19,10 +19,15 @@ fn instant(ms: Option<Millis>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
 }
 
-/// Who is watching a choice, as the hub counts them.
+/// Who is watching a choice, as the live state counts them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Presence {
+    /// Open streams and sockets.
     pub viewers: usize,
+    /// The people behind them (a browser with two tabs is one).
+    pub people: usize,
+    /// Their display names, named people first (alphabetically), then `guest` for each of the
+    /// others; at most 100.
     pub watchers: Vec<String>,
 }
 

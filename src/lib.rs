@@ -6,10 +6,13 @@
 //!   No clock, no I/O; everything else wraps it.
 //! - [`store`] — the only module that speaks SQL (SQLite or PostgreSQL): `choices` and the
 //!   append-only `events` log, written in group-committed batches.
-//! - [`engine`] — the only path that changes a choice: load, transition, store, publish.
+//! - [`engine`] — the only path that changes a choice: transition, store, update the live
+//!   state, publish.
+//! - [`live`] — the live state: every active choice in memory with its rendered frames and its
+//!   own channels, and a bounded cache of the rest. Every read is served from it.
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
-//! - [`hub`] — in-memory fan-out of rendered frames: per watched choice and for the dashboard,
-//!   a 1 Hz ticker, who is watching.
+//! - [`hub`] — the 1 Hz ticker, and the dashboard's board and frames.
+//! - [`frame`] — a rendered frame (the same bytes for every viewer) and the SSE format.
 //! - [`notify`] — pushes to phones (ntfy format) on new choices and a minute before deadlines.
 //! - [`views`] — pages and fragments in Maud, one function per swap target.
 //! - [`json`] — the JSON forms of choices and events from API.md.
@@ -31,9 +34,11 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod engine;
+pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod json;
+pub mod live;
 pub mod mcp;
 pub mod metrics;
 pub mod note;

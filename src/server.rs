@@ -54,9 +54,9 @@ pub async fn run(
     let store = Store::open(&config.database).await?;
     let metrics = Metrics::new();
     metrics.seed_deadlines(store.pending_deadlines().await?);
-    let engine = Engine::start(store.clone()).await?;
+    let engine = Engine::start(store.clone(), config.presence_grace).await?;
     engine.add_subscriber(metrics.clone());
-    let hub = Hub::start(store, config.presence_grace);
+    let hub = Hub::start(engine.live().clone(), store);
     engine.add_subscriber(Arc::new(hub.clone()));
     let addr = listener.local_addr()?;
     let public_url = match config.public_url {
@@ -66,7 +66,7 @@ pub async fn run(
     if let Some(notifier) = Notifier::start(config.notify_urls, public_url.clone()) {
         engine.add_subscriber(notifier);
     }
-    tokio::spawn(retention(engine.store().clone(), config.keep));
+    tokio::spawn(retention(engine.clone(), config.keep));
     let settings = Settings {
         token: Token::new(config.token.as_deref()),
         loopback: addr.ip().is_loopback(),
@@ -108,14 +108,14 @@ pub async fn run(
 }
 
 /// Deletes old final choices and notes now and then (every hour, or sooner for a short `keep`).
-async fn retention(store: Store, keep: std::time::Duration) {
+async fn retention(engine: Engine, keep: std::time::Duration) {
     let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     let every = (keep / 2).clamp(
         std::time::Duration::from_millis(200),
         std::time::Duration::from_secs(3600),
     );
     loop {
-        match store
+        match engine
             .purge_before(crate::clock::now_ms().saturating_sub(keep_ms))
             .await
         {

@@ -49,8 +49,8 @@ const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
 /// written before it. Seqs are never reused, so pollers' cursors stay valid.
 const PURGE_FINAL_EVENTS: &str = "DELETE FROM events WHERE choice_id IN \
      (SELECT id FROM choices WHERE status NOT IN ('pending', 'paused') AND resolved_ms < $1)";
-const PURGE_FINAL_CHOICES: &str =
-    "DELETE FROM choices WHERE status NOT IN ('pending', 'paused') AND resolved_ms < $1";
+const PURGE_FINAL_CHOICES: &str = "DELETE FROM choices \
+     WHERE status NOT IN ('pending', 'paused') AND resolved_ms < $1 RETURNING id";
 const PURGE_NOTES: &str =
     "DELETE FROM events WHERE choice_id IS NULL AND type = 'note' AND at_ms < $1";
 const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM choices GROUP BY status";
@@ -147,7 +147,9 @@ impl Store {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             })
-            .acquire_timeout(Duration::from_secs(10))
+            // Reads are served from memory; what waits here is the writer, cold reads and the
+            // dashboard. Waiting long only turns overload into timeouts: answer 503 sooner.
+            .acquire_timeout(Duration::from_secs(3))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -234,6 +236,11 @@ impl Store {
         row.map(|r| decode_choice(&r)).transpose()
     }
 
+    /// Every pending and paused choice, for the live state at start.
+    pub async fn active(&self) -> anyhow::Result<Vec<Choice>> {
+        self.list(ListFilter::Active, i64::MAX).await
+    }
+
     pub async fn list(&self, filter: ListFilter, limit: i64) -> anyhow::Result<Vec<Choice>> {
         let sql = match filter {
             ListFilter::Active => LIST_ACTIVE,
@@ -283,18 +290,18 @@ impl Store {
             .collect()
     }
 
-    /// Deletes what retention lets go of (see `PURGE_*`); returns (choices, notes) deleted.
-    pub async fn purge_before(&self, cutoff: Millis) -> anyhow::Result<(u64, u64)> {
+    /// Deletes what retention lets go of (see `PURGE_*`); returns the ids of the choices
+    /// deleted and the number of notes.
+    pub async fn purge_before(&self, cutoff: Millis) -> anyhow::Result<(Vec<String>, u64)> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(PURGE_FINAL_EVENTS)
             .bind(cutoff)
             .execute(&mut *tx)
             .await?;
-        let choices = sqlx::query(PURGE_FINAL_CHOICES)
+        let choices: Vec<String> = sqlx::query_scalar(PURGE_FINAL_CHOICES)
             .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *tx)
+            .await?;
         let notes = sqlx::query(PURGE_NOTES)
             .bind(cutoff)
             .execute(&mut *tx)
@@ -354,6 +361,11 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Whether other nodes write to this database too.
+    pub fn is_shared(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     pub async fn load(&mut self, id: &str) -> anyhow::Result<Option<Choice>> {
         if !storable_id(id) {
             return Ok(None);
@@ -467,6 +479,16 @@ impl Listener {
             }
         }
     }
+}
+
+/// Is this error the database being too busy to answer now (no pooled connection came free
+/// in time), rather than a fault? Such errors are answered 503 with `Retry-After`.
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| matches!(e, sqlx::Error::PoolTimedOut))
+    })
 }
 
 /// PostgreSQL's TEXT cannot hold U+0000 (the query would fail), and no stored id has one: an

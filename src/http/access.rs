@@ -63,15 +63,20 @@ impl Token {
 
     /// May this request use what the token protects? A bearer token or the sign-in cookie.
     pub fn admits(&self, headers: &HeaderMap) -> bool {
-        let bearer = headers
+        self.bearer_in(headers)
+            || cookie(headers, SESSION_COOKIE).is_some_and(|c| self.session_matches(c))
+    }
+
+    /// Does the request carry the token itself (`Authorization: Bearer TOKEN`)?
+    pub fn bearer_in(&self, headers: &HeaderMap) -> bool {
+        headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 v.split_once(' ')
                     .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             })
-            .is_some_and(|(_, token)| self.matches(token.trim()));
-        bearer || cookie(headers, SESSION_COOKIE).is_some_and(|c| self.session_matches(c))
+            .is_some_and(|(_, token)| self.matches(token.trim()))
     }
 }
 

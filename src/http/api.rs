@@ -26,7 +26,7 @@ impl AppState {
             choice,
             now_ms(),
             &self.settings.public_url,
-            &self.hub.presence(&choice.id),
+            &self.engine.live().presence(&choice.id),
         )
     }
 }
@@ -123,10 +123,26 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
         }
     };
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
-    let choices = state.engine.store().list(filter, limit).await?;
-    Ok(Json(
-        json!({ "choices": choices.iter().map(|c| state.choice_json(c)).collect::<Vec<_>>() }),
-    ))
+    let choices: Vec<Value> = match filter {
+        ListFilter::Active => state
+            .engine
+            .live()
+            .active()
+            .iter()
+            .take(limit as usize)
+            .map(|c| state.choice_json(c))
+            .collect(),
+        // History is the store's.
+        _ => state
+            .engine
+            .store()
+            .list(filter, limit)
+            .await?
+            .iter()
+            .map(|c| state.choice_json(c))
+            .collect(),
+    };
+    Ok(Json(json!({ "choices": choices })))
 }
 
 /// Long poll: answers as soon as the choice is final, or after `timeout` seconds.
@@ -188,14 +204,13 @@ pub async fn status(
 ) -> Result<Json<Value>, AppError> {
     let since = params.int("since", 0, i64::MAX, 0)?;
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
-    let store = state.engine.store();
-    let events = store.events_after(since, limit).await?;
-    let active = store.list(ListFilter::Active, MAX_LIST).await?;
+    let events = state.engine.store().events_after(since, limit).await?;
+    let active = state.engine.live().active();
     let cursor = events.last().map_or(since, |e| e.seq);
     Ok(Json(json!({
         "cursor": cursor,
         "events": events,
-        "active": active.iter().map(|c| state.choice_json(c)).collect::<Vec<_>>(),
+        "active": active.iter().take(MAX_LIST as usize).map(|c| state.choice_json(c)).collect::<Vec<_>>(),
     })))
 }
 

@@ -172,13 +172,20 @@ impl From<EngineError> for AppError {
         match e {
             EngineError::NotFound => AppError::NotFound,
             EngineError::Rejected(r) => r.into(),
-            EngineError::Internal(e) => AppError::Internal(e),
+            EngineError::Busy => AppError::Unavailable(
+                "the server has more commands waiting than it takes; try again shortly".into(),
+            ),
+            EngineError::Internal(e) => e.into(),
         }
     }
 }
 
 impl From<anyhow::Error> for AppError {
+    /// Overload is answered 503 with `Retry-After`; anything else is a fault.
     fn from(e: anyhow::Error) -> Self {
+        if e.chain().any(|c| c.is::<crate::live::Busy>()) || crate::store::is_busy(&e) {
+            return AppError::Unavailable("the server is busy; try again shortly".into());
+        }
         AppError::Internal(e)
     }
 }

@@ -46,12 +46,52 @@ impl Default for Limits {
             rate_per_second: 20.0,
             rate_burst: 100.0,
             streams_per_client: 1000,
-            streams_total: 10_000,
+            streams_total: streams_the_open_file_limit_allows(),
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             trust_forwarded_for: false,
         }
     }
+}
+
+/// Open files kept for everything but streams: the database, requests, the listener.
+const FILES_HEADROOM_MIN: u64 = 256;
+
+/// Each stream is a socket: as many as the process may open, less a twentieth (at least 256)
+/// for the database and requests, so the cap answers 503 before `accept` starts failing. The
+/// soft limit is raised to the hard one first (once), as servers commonly do.
+pub fn streams_the_open_file_limit_allows() -> usize {
+    static STREAMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *STREAMS.get_or_init(|| {
+        let files = raise_open_file_limit();
+        let headroom = (files / 20).max(FILES_HEADROOM_MIN);
+        files.saturating_sub(headroom).max(1) as usize
+    })
+}
+
+/// Raises the soft open-file limit to the hard one; answers the limit now in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    // RLIM_INFINITY: no limit worth counting against; a million streams is plenty.
+    (limit.rlim_cur as u64).min(1 << 20)
 }
 
 impl Limits {
@@ -276,7 +316,7 @@ impl FromRequestParts<AppState> for ClientIp {
 
 /// Middleware: every state-changing request takes a token from its client's bucket.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if changes_state(request.method()) {
+    if changes_state(request.method()) && !state.settings.unmetered(request.headers()) {
         let client = ClientIp::of(
             request.extensions(),
             request.headers(),

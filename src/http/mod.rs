@@ -28,7 +28,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::engine::Engine;
-use crate::hub::{Hub, Viewer};
+use crate::hub::Hub;
+use crate::live::Viewer;
 pub use error::AppError;
 
 /// Only our own scripts and styles: no inline script, no eval, no framing.
@@ -101,6 +102,22 @@ impl Settings {
         !host.is_empty()
             && (origin.eq_ignore_ascii_case(&format!("http://{host}"))
                 || origin.eq_ignore_ascii_case(&format!("https://{host}")))
+    }
+
+    /// Is this request exempt from the per-client rate limit? The limit protects a public
+    /// server from anonymous visitors; it does not apply to a program holding the token, nor
+    /// to a local program talking to a loopback server without one (a script creating 300
+    /// choices back to back). Browsers (they send `Origin` or `Sec-Fetch-*`) stay limited.
+    pub fn unmetered(&self, headers: &HeaderMap) -> bool {
+        match &self.token {
+            Some(token) => token.bearer_in(headers),
+            None => {
+                self.loopback
+                    && !headers.contains_key(header::ORIGIN)
+                    && !headers.contains_key("sec-fetch-site")
+                    && !headers.contains_key("sec-fetch-mode")
+            }
+        }
     }
 
     /// May this request name this host? Always, unless the server listens on loopback only:

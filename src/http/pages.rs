@@ -57,22 +57,26 @@ pub async fn choice(
     PathIds { id, .. }: PathIds,
     headers: HeaderMap,
 ) -> Response {
-    let choice = match state.engine.get(&id).await {
-        Ok(choice) => choice,
+    let entry = match state.engine.entry(&id).await {
+        Ok(entry) => entry,
         Err(e) if wants_json(&headers) => return AppError::from(e).into_response(),
         Err(e) => return page_error(AppError::from(e), None),
     };
+    let choice = &entry.choice;
     if wants_json(&headers) {
-        return Json(state.choice_json(&choice)).into_response();
+        return Json(state.choice_json(choice)).into_response();
     }
     let url = format!("{}/choice/{id}", state.settings.public_url);
+    let fixed = entry
+        .page
+        .get_or_init(|| views::choice::Fixed::render(choice, &url));
     let viewer = viewer_of(&headers);
     let context = views::choice::PageContext {
         url: &url,
-        presence: &state.hub.presence(&id),
+        presence: &state.engine.live().presence(&id),
         name: viewer.name.as_deref(),
     };
-    let mut response = html(views::choice::page(&choice, now_ms(), &context));
+    let mut response = html(views::choice::page(choice, fixed, now_ms(), &context));
     if viewer.key.is_none() {
         // A stable viewer id lets a reconnecting stream count as the same person.
         if let Ok(key) = crate::engine::new_id() {
@@ -154,7 +158,8 @@ pub async fn set_name(
     }
     if let Some(key) = viewer_of(&headers).key {
         state
-            .hub
+            .engine
+            .live()
             .rename(&key, (!name.is_empty()).then_some(name.as_str()));
     }
     let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();

@@ -12,11 +12,14 @@ use futures_util::Stream;
 
 use super::limits::{ClientIp, StreamKind};
 use super::{AppError, AppState, PathIds, viewer_of};
-use crate::hub::Part;
+use crate::frame::Part;
 
 /// A comment line; proxies and browsers keep the connection open.
 const KEEPALIVE: &[u8] = b": keepalive\n\n";
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+/// How long a client waits before reconnecting (SSE `retry:`), drawn from this range per
+/// stream, so a wave of reconnects after a restart spreads out instead of arriving at once.
+const RETRY_MS: std::ops::RangeInclusive<u64> = 500..=2500;
 
 pub async fn choice_events(
     State(state): State<AppState>,
@@ -25,15 +28,22 @@ pub async fn choice_events(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
-    let seq = state.engine.last_seq();
-    let choice = state.engine.get(&id).await?;
-    let watch = state.hub.watch(choice, seq, viewer_of(&headers));
+    // Subscribed and read as one step: the first frames are the choice as it is now.
+    let watch = state
+        .engine
+        .live()
+        .watch(&id, viewer_of(&headers))
+        .await?
+        .ok_or(AppError::NotFound)?;
     let stats = state.hub.clone();
+    let shutdown = until_shutdown(state.hub.shutdown_signal());
     let stream = async_stream::stream! {
         let _permit = permit;
+        // The whole watch moves in (not only the field used): dropping it is leaving.
         let mut watch = watch;
-        let shutdown = until_shutdown(watch.shutdown.clone());
         tokio::pin!(shutdown);
+        // A field of the first message (the status frame follows without a blank line).
+        yield retry_field();
         let mut sent = [0u64; 3];
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
         loop {
@@ -45,7 +55,7 @@ pub async fn choice_events(
                 for ((part, last), out) in [&frames.status, &frames.remaining, &frames.viewers].into_iter().zip(sent.iter_mut()).zip(parts.iter_mut()) {
                     *out = fresh(part, last, &stats);
                 }
-                let close = frames.closed.then(|| format!("id: {}\nevent: close\ndata:\n\n", seq_of(&frames.status.bytes)));
+                let close = frames.closed.then(|| format!("id: {}\nevent: close\ndata:\n\n", frames.seq));
                 (parts, close)
             };
             for bytes in fresh_parts.into_iter().flatten() {
@@ -76,6 +86,7 @@ pub async fn dashboard_events(
         let _permit = permit;
         let shutdown = until_shutdown(shutdown);
         tokio::pin!(shutdown);
+        yield retry_field();
         let mut sent = [0u64; 2];
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
         loop {
@@ -120,13 +131,15 @@ fn fresh(part: &Part, last: &mut u64, hub: &crate::hub::Hub) -> Option<Bytes> {
     Some(part.bytes.clone())
 }
 
-/// The `id:` of a rendered frame, reused for the `close` message.
-fn seq_of(frame: &[u8]) -> &str {
-    std::str::from_utf8(frame)
-        .ok()
-        .and_then(|f| f.strip_prefix("id: "))
-        .and_then(|f| f.split('\n').next())
-        .unwrap_or("0")
+/// `retry: N`, N drawn from `RETRY_MS`.
+fn retry_field() -> Bytes {
+    let mut random = [0u8; 8];
+    let spread = RETRY_MS.end() - RETRY_MS.start() + 1;
+    let jitter = match getrandom::fill(&mut random) {
+        Ok(()) => u64::from_le_bytes(random) % spread,
+        Err(_) => spread / 2,
+    };
+    Bytes::from(format!("retry: {}\n", RETRY_MS.start() + jitter))
 }
 
 fn event_stream(stream: impl Stream<Item = Bytes> + Send + 'static) -> Response {

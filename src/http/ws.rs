@@ -17,7 +17,7 @@ use super::commands::CommandBody;
 use super::limits::{ClientIp, StreamKind, StreamPermit};
 use super::{AppError, AppState, Params, PathIds, log, viewer_of};
 use crate::choice::{Actor, Status, Via};
-use crate::hub::ChoiceWatch;
+use crate::live::ChoiceWatch;
 
 /// Larger messages are refused (axum's default would be 64 MB).
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -40,15 +40,21 @@ pub async fn choice_socket(
         return Err(AppError::ForbiddenOrigin);
     }
     let permit = state.guards.open_stream(client.0, StreamKind::WebSocket)?;
-    let seq = state.engine.last_seq();
-    // Unknown ids are refused before the upgrade.
-    let choice = state.engine.get(&id).await?;
     let viewer = viewer_of(&headers);
     let by = viewer.name.clone();
-    // Subscribe before announcing, so no change falls between the two.
-    let watch = state.hub.watch(choice, seq, viewer);
+    let metered = !state.settings.unmetered(&headers);
+    // Subscribe before announcing, so no change falls between the two; unknown ids are
+    // refused before the upgrade.
+    let watch = state
+        .engine
+        .live()
+        .watch(&id, viewer)
+        .await?
+        .ok_or(AppError::NotFound)?;
     Ok(limit(upgrade)
-        .on_upgrade(move |socket| serve_choice(socket, state, id, by, watch, (client, permit)))
+        .on_upgrade(move |socket| {
+            serve_choice(socket, state, id, by, watch, (client, metered, permit))
+        })
         .into_response())
 }
 
@@ -124,10 +130,11 @@ async fn serve_choice(
     id: String,
     by: Option<String>,
     mut watch: ChoiceWatch,
-    (client, _permit): (ClientIp, StreamPermit),
+    (client, metered, _permit): (ClientIp, bool, StreamPermit),
 ) {
     let (mut sink, mut incoming) = socket.split();
     let (replies, mut to_send) = mpsc::channel::<Message>(16);
+    let state_shutdown = state.hub.shutdown_signal();
 
     let send = async move {
         if sink
@@ -137,17 +144,19 @@ async fn serve_choice(
         {
             return;
         }
-        let first = watch.frames.borrow().clone();
+        let (mut sent_status, first_status) = {
+            let first = watch.frames.borrow();
+            (first.ws_status.count, first.choice.status)
+        };
         // Old status messages are history; a client starts from `sync` (and the final status).
-        let mut sent_status = first.ws_status.count;
         let mut sent_sync = 0;
-        if let Some(choice) = first.choice.as_ref().filter(|c| c.status.is_final()) {
-            if let Some(message) = crate::json::ws_status(Status::Pending, choice.status) {
+        if first_status.is_final() {
+            if let Some(message) = crate::json::ws_status(Status::Pending, first_status) {
                 let _ = sink.send(Message::Text(message.into())).await;
             }
         }
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-        let shutdown = super::sse::until_shutdown(watch.shutdown.clone());
+        let shutdown = super::sse::until_shutdown(state_shutdown);
         tokio::pin!(shutdown);
         loop {
             let frames = watch.frames.borrow_and_update().clone();
@@ -214,7 +223,7 @@ async fn serve_choice(
             }
             tokens -= 1.0;
             // The client's own bucket too: many sockets are not a way around the rate limit.
-            if let Err(error) = state.guards.take(client.0) {
+            if let Err(error) = metered.then(|| state.guards.take(client.0)).unwrap_or(Ok(())) {
                 let _ = replies.send(error_message(&error)).await;
                 continue;
             }

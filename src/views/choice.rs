@@ -1,6 +1,6 @@
 //! The choice page and its swap targets: `#remaining`, `#status`, `#viewers`.
 
-use maud::{Markup, html};
+use maud::{Markup, PreEscaped, html};
 
 use super::{badge, clock, markdown, page as shell, trusted};
 use crate::choice::{Choice, Mode, Status, Via};
@@ -48,17 +48,29 @@ pub fn status(c: &Choice) -> Markup {
     }
 }
 
-/// Who is watching: the count and the names, live.
+/// Names the viewers fragment lists at most; the rest are "N more".
+const NAMES_SHOWN: usize = 8;
+
+/// Who is watching: the count and a few names, live. It stays small however many watch:
+/// guests are counted, not listed.
 pub fn viewers(presence: &Presence) -> Markup {
+    let names: Vec<&String> = presence
+        .watchers
+        .iter()
+        .filter(|n| *n != crate::live::GUEST)
+        .take(NAMES_SHOWN)
+        .collect();
+    let more = presence.people.saturating_sub(names.len());
     html! {
         div #viewers .viewers hx-swap-oob="true" data-count=(presence.viewers) {
             (presence.viewers) " watching"
-            @if !presence.watchers.is_empty() {
+            @if !names.is_empty() {
                 ": "
-                @for (i, name) in presence.watchers.iter().enumerate() {
+                @for (i, name) in names.iter().enumerate() {
                     @if i > 0 { ", " }
                     span .watcher { (name) }
                 }
+                @if more > 0 { " and " (more) " more" }
             }
         }
     }
@@ -119,7 +131,24 @@ pub fn qr_code(url: &str) -> Option<Markup> {
         .split_once("?>")
         .map_or(svg.as_str(), |(_, rest)| rest)
         .to_string();
-    Some(trusted(svg).into())
+    Some(trusted(svg))
+}
+
+/// The parts of a choice's page that never change (its spec is fixed at creation), and cost
+/// the most to render: the prompt's Markdown, sanitised, and the link's QR code.
+#[derive(Debug)]
+pub struct Fixed {
+    prompt: Option<PreEscaped<String>>,
+    qr: Option<Markup>,
+}
+
+impl Fixed {
+    pub fn render(c: &Choice, url: &str) -> Fixed {
+        Fixed {
+            prompt: (!c.spec.prompt.is_empty()).then(|| trusted(markdown::render(&c.spec.prompt))),
+            qr: qr_code(url),
+        }
+    }
 }
 
 /// Everything the choice page shows besides the choice itself.
@@ -130,7 +159,7 @@ pub struct PageContext<'a> {
     pub name: Option<&'a str>,
 }
 
-pub fn page(c: &Choice, now: Millis, context: &PageContext<'_>) -> Markup {
+pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -> Markup {
     let presence = context.presence;
     let id = &c.id;
     let action = |name: &str| format!("/choice/{id}/{name}");
@@ -144,7 +173,7 @@ pub fn page(c: &Choice, now: Millis, context: &PageContext<'_>) -> Markup {
             main .choice data-choice-id=(id) data-mode=(spec.mode.as_str()) {
                 nav .top { a href="/" { "← All choices" } (badge()) }
                 h1 { (spec.title) }
-                @if !spec.prompt.is_empty() { div .prompt { (trusted(markdown::render(&spec.prompt))) } }
+                @if let Some(prompt) = &fixed.prompt { div .prompt { (prompt) } }
                 section .clock aria-label="Time left" {
                     (remaining(c, now))
                     (status(c))
@@ -224,7 +253,7 @@ pub fn page(c: &Choice, now: Millis, context: &PageContext<'_>) -> Markup {
                 section .share aria-label="Share" {
                     label { "Link " input #link type="url" readonly value=(context.url); }
                     button #copy type="button" hidden { "Copy link" }
-                    details { summary { "QR code" } @if let Some(svg) = qr_code(context.url) { div .qr { (svg) } } }
+                    details { summary { "QR code" } @if let Some(svg) = &fixed.qr { div .qr { (svg) } } }
                 }
                 form .name method="post" action="/name" hx-post="/name" hx-swap="none" {
                     input type="hidden" name="back" value={ "/choice/" (id) };

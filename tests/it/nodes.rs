@@ -57,8 +57,20 @@ async fn a_choice_created_on_a_is_listed_and_readable_on_b() {
     );
     let created = a.create_yes_no(60.0).await;
     let id = id_of(&created);
-    let (status, list) = b.get_json("/api/choices").await;
-    assert_eq!(status, StatusCode::OK);
+    // B serves from memory: it lists the choice once it has followed A's commit, within
+    // moments (API.md promises within a second).
+    let started = std::time::Instant::now();
+    let list = loop {
+        let (status, list) = b.get_json("/api/choices").await;
+        assert_eq!(status, StatusCode::OK);
+        if !list["choices"].as_array().unwrap().is_empty()
+            || started.elapsed() > Duration::from_secs(1)
+        {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!("listed on B {:?} after the create on A", started.elapsed());
     let listed: Vec<&Value> = list["choices"].as_array().unwrap().iter().collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], id.as_str());
@@ -78,7 +90,15 @@ async fn a_choice_created_on_a_is_listed_and_readable_on_b() {
     // And back: a change on B is seen on A.
     let (status, _) = b.command(&id, "pause", json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(a.choice(&id).await["status"], "paused");
+    let started = std::time::Instant::now();
+    while a.choice(&id).await["status"] != "paused" {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "A did not show B's pause within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("paused on A {:?} after the pause on B", started.elapsed());
 }
 
 #[tokio::test]

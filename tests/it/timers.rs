@@ -16,6 +16,10 @@ fn cookie(viewer: &str, name: Option<&str>) -> String {
     }
 }
 
+/// A presence frame goes out at most once a second per choice, so a join or a rename shows
+/// within that second plus delivery (margin for a busy 2-core machine).
+const PRESENCE_WITHIN: Duration = Duration::from_millis(1500);
+
 #[tokio::test]
 async fn two_named_viewers_see_each_other_live_and_in_the_json() {
     let app = TestApp::spawn().await;
@@ -31,10 +35,12 @@ async fn two_named_viewers_see_each_other_live_and_in_the_json() {
         .expect("Ana sees herself");
     let bo = cookie("viewer-bo-01234567890", Some("Bo%20%3Cb%3E"));
     let mut b = SseClient::connect_with(&app.client, &url, &[("cookie", &bo)]).await;
+    // Presence frames are coalesced to one a second per choice (Ana's own join just had
+    // one): Bo shows when that second is over, plus delivery.
     let seen = a
-        .until("viewers", "data-count=\"2\"", Duration::from_secs(1))
+        .until("viewers", "data-count=\"2\"", PRESENCE_WITHIN)
         .await
-        .expect("Ana sees Bo within 1 s");
+        .expect("Ana sees Bo within the presence second");
     assert!(
         seen.data.contains("Ana") && seen.data.contains("Bo &lt;b&gt;"),
         "names are escaped: {}",
@@ -63,9 +69,9 @@ async fn two_named_viewers_see_each_other_live_and_in_the_json() {
             .unwrap()
             .starts_with("cb_name=Ana+M")
     );
-    b.until("viewers", "Ana M", Duration::from_secs(1))
+    b.until("viewers", "Ana M", PRESENCE_WITHIN)
         .await
-        .expect("the new name within 1 s");
+        .expect("the new name within the presence second");
     let long = "x".repeat(41);
     let r = app.post_form("/name", &[("name", &long)]).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -1,0 +1,798 @@
+//! The live state: every pending or paused choice in memory, each with the frames rendered
+//! from it and its own channels; the rest (final, old, unknown ids) is read from the store once
+//! per miss and kept in a bounded cache. Every read is served from here.
+//!
+//! Only the engine changes it ([`Live::apply`], after each commit, and after following another
+//! node's commit, before anything is published), so it is never ahead of the database and
+//! never behind what a viewer was sent. A [`Topic`] exists for every active choice and for
+//! every final one somebody is watching; the ticker retires a final topic once nobody is left,
+//! and its choice moves to the cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use tokio::sync::{OnceCell, Semaphore, watch};
+
+use crate::choice::{Choice, Mode, Status};
+use crate::clock::{Millis, now_ms};
+use crate::frame::{self, Part};
+use crate::json::Presence;
+use crate::store::Store;
+use crate::views;
+
+/// Final choices (and unknown ids) kept in memory after a read, at most.
+const CACHE_SIZE: usize = 10_000;
+/// Store reads for misses in flight or queued, at most; more are answered 503 at once.
+const READS_QUEUED: usize = 64;
+/// Presence frames of one choice are at least this far apart; joins and leaves in between
+/// are coalesced into the next one.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+/// JSON `watchers` lists at most this many names (`viewers` still counts everyone).
+const WATCHERS_LISTED: usize = 100;
+pub const GUEST: &str = "guest";
+
+/// A choice as this node knows it, with the parts of its page that never change (the choice's
+/// spec is fixed at creation), rendered at its first page view and kept with it.
+#[derive(Clone)]
+pub struct Entry {
+    pub choice: Arc<Choice>,
+    pub page: Arc<OnceLock<views::choice::Fixed>>,
+}
+
+/// A choice's frames as they stand: what SSE and WebSocket viewers copy onto their sockets.
+#[derive(Clone, Debug)]
+pub struct Frames {
+    pub status: Part,
+    pub remaining: Part,
+    pub viewers: Part,
+    /// The choice is final for good: send `close` after the status and end the stream.
+    pub closed: bool,
+    /// The choice these frames were rendered from, and the newest event seq they reflect.
+    pub choice: Arc<Choice>,
+    pub seq: i64,
+    /// WebSocket `sync` (at every deadline change and every 5 s) and `status` messages.
+    pub ws_sync: Part,
+    pub ws_status: Part,
+}
+
+/// What a waiter gets: the final choice at once, or its choice's channel of changes.
+pub enum Waiting {
+    Final(Arc<Choice>),
+    Open(watch::Receiver<Arc<Choice>>),
+}
+
+/// Who opened a stream: a stable key (the browser's viewer cookie) and a display name.
+#[derive(Clone, Debug, Default)]
+pub struct Viewer {
+    pub key: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A live subscription to one choice's frames. Dropping it is leaving.
+pub struct ChoiceWatch {
+    pub frames: watch::Receiver<Frames>,
+    _presence: PresenceGuard,
+}
+
+struct PresenceGuard {
+    live: Live,
+    id: String,
+    key: String,
+}
+
+#[derive(Clone)]
+pub struct Live {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    store: Store,
+    hot: Mutex<HashMap<String, Arc<Topic>>>,
+    cold: Mutex<Cache>,
+    /// One store read per missed id, however many ask at once.
+    loading: Mutex<HashMap<String, Arc<Read>>>,
+    reads: Semaphore,
+    /// The newest event seq applied.
+    seq: AtomicI64,
+    /// How long a viewer who drops is still shown, in case it comes straight back.
+    grace: Duration,
+    next_connection: AtomicU64,
+    /// Someone joined or left somewhere since the last tick (the dashboard shows counts).
+    presence_moved: AtomicBool,
+}
+
+struct Topic {
+    frames: watch::Sender<Frames>,
+    changes: watch::Sender<Arc<Choice>>,
+    page: Arc<OnceLock<views::choice::Fixed>>,
+    state: Mutex<TopicState>,
+}
+
+struct TopicState {
+    choice: Arc<Choice>,
+    seq: i64,
+    people: HashMap<String, Person>,
+    /// Computed when asked, dropped when someone joins, leaves or is renamed.
+    presence: Option<Arc<Presence>>,
+    presence_sent: Option<Instant>,
+    presence_due: bool,
+    flush_scheduled: bool,
+    /// Taken out of the live set: changes go to its successor, not here.
+    retired: bool,
+}
+
+struct Person {
+    name: String,
+    connections: u32,
+    /// Bumped on every join, so a delayed leave knows whether the person came back.
+    generation: u64,
+}
+
+/// Choices not in the live set, as last read or left: `None` for an id the store does not
+/// have. First in, first out.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Option<Entry>>,
+    order: VecDeque<String>,
+}
+
+impl Live {
+    /// Loads every pending and paused choice, as of event `seq`.
+    pub async fn load(store: Store, seq: i64, grace: Duration) -> anyhow::Result<Live> {
+        let active = store.active().await?;
+        let hot = active
+            .into_iter()
+            .map(|c| {
+                let id = c.id.clone();
+                (id, Arc::new(Topic::new(Arc::new(c), seq, Arc::default())))
+            })
+            .collect();
+        Ok(Live {
+            inner: Arc::new(Shared {
+                store,
+                hot: Mutex::new(hot),
+                cold: Mutex::default(),
+                loading: Mutex::default(),
+                reads: Semaphore::new(READS_QUEUED),
+                seq: AtomicI64::new(seq),
+                grace,
+                next_connection: AtomicU64::new(0),
+                presence_moved: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The newest event seq applied here.
+    pub fn last_seq(&self) -> i64 {
+        self.inner.seq.load(Ordering::Acquire)
+    }
+
+    /// Takes a committed change: the choice right after event `seq`. Older or equal versions
+    /// than what is held are ignored, so a choice never goes backwards.
+    pub fn apply(&self, choice: &Arc<Choice>, seq: i64) {
+        let shared = &self.inner;
+        shared.seq.fetch_max(seq, Ordering::AcqRel);
+        loop {
+            let topic = lock(&shared.hot).get(&choice.id).cloned();
+            if let Some(topic) = topic {
+                if topic.offer(choice, seq) {
+                    return;
+                }
+                // Retired while we looked: whoever holds the choice now gets it.
+                continue;
+            }
+            let mut hot = lock(&shared.hot);
+            if hot.contains_key(&choice.id) {
+                continue;
+            }
+            let mut cold = lock(&shared.cold);
+            let cached = cold.entries.get(&choice.id).cloned().flatten();
+            if cached
+                .as_ref()
+                .is_some_and(|e| e.choice.version >= choice.version)
+            {
+                return;
+            }
+            let page = cached.map(|e| e.page).unwrap_or_default();
+            if choice.status.is_final() {
+                cold.put(Entry {
+                    choice: choice.clone(),
+                    page,
+                });
+            } else {
+                cold.entries.remove(&choice.id);
+                hot.insert(
+                    choice.id.clone(),
+                    Arc::new(Topic::new(choice.clone(), seq, page)),
+                );
+            }
+            return;
+        }
+    }
+
+    /// A notes' or other choiceless event's seq.
+    pub fn saw(&self, seq: i64) {
+        self.inner.seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The choice as held in memory, if it is: what a command applies to.
+    pub fn current(&self, id: &str) -> Option<Arc<Choice>> {
+        self.held(id).flatten().map(|e| e.choice)
+    }
+
+    /// The choice, from memory, or read once from the store on a miss. `Ok(None)`: no such
+    /// choice. Concurrent misses for one id share one read.
+    pub async fn entry(&self, id: &str) -> anyhow::Result<Option<Entry>> {
+        if let Some(held) = self.held(id) {
+            return Ok(held);
+        }
+        let shared = &self.inner;
+        let cell = lock(&shared.loading)
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        let read = cell
+            .get_or_try_init(|| async {
+                let _permit = shared
+                    .reads
+                    .try_acquire()
+                    .map_err(|_| anyhow::Error::new(Busy))?;
+                Ok::<_, anyhow::Error>(shared.store.get(id).await?.map(Arc::new))
+            })
+            .await
+            .cloned();
+        {
+            let mut loading = lock(&shared.loading);
+            if loading.get(id).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                loading.remove(id);
+            }
+        }
+        Ok(self.install(id, read?))
+    }
+
+    /// Hot, or cached (`Some(None)`: known not to exist); `None` when it must be read.
+    fn held(&self, id: &str) -> Option<Option<Entry>> {
+        let shared = &self.inner;
+        if let Some(topic) = lock(&shared.hot).get(id) {
+            return Some(Some(topic.entry()));
+        }
+        lock(&shared.cold).entries.get(id).cloned()
+    }
+
+    /// Keeps what a store read returned, unless memory already holds as new a version (a
+    /// change applied while the read was on its way), and answers with what is held.
+    fn install(&self, id: &str, read: Option<Arc<Choice>>) -> Option<Entry> {
+        let shared = &self.inner;
+        let mut hot = lock(&shared.hot);
+        if let Some(topic) = hot.get(id) {
+            return Some(topic.entry());
+        }
+        let mut cold = lock(&shared.cold);
+        if let Some(held) = cold.entries.get(id) {
+            let newer = match (held, &read) {
+                (Some(held), Some(read)) => held.choice.version >= read.version,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if newer {
+                return held.clone();
+            }
+        }
+        let Some(choice) = read else {
+            cold.put_missing(id);
+            return None;
+        };
+        if choice.status.is_final() {
+            let entry = Entry {
+                choice,
+                page: Arc::default(),
+            };
+            cold.put(entry.clone());
+            Some(entry)
+        } else {
+            // Active, and not here yet: another node's create this node has not followed yet.
+            cold.entries.remove(id);
+            let topic = Arc::new(Topic::new(choice, self.last_seq(), Arc::default()));
+            let entry = topic.entry();
+            hot.insert(id.to_string(), topic);
+            Some(entry)
+        }
+    }
+
+    /// The topic of a known choice, made live if it was only cached.
+    async fn topic(&self, id: &str) -> anyhow::Result<Option<(Arc<Topic>, HotGuard<'_>)>> {
+        loop {
+            if self.entry(id).await?.is_none() {
+                return Ok(None);
+            }
+            let shared = &self.inner;
+            let mut hot = lock(&shared.hot);
+            if let Some(topic) = hot.get(id).cloned() {
+                return Ok(Some((topic, hot)));
+            }
+            let cached = lock(&shared.cold).entries.remove(id).flatten();
+            // Evicted (or forgotten) since: read again.
+            let Some(entry) = cached else { continue };
+            let topic = Arc::new(Topic::new(entry.choice, self.last_seq(), entry.page));
+            hot.insert(id.to_string(), topic.clone());
+            return Ok(Some((topic, hot)));
+        }
+    }
+
+    /// Starts watching a choice's frames; the first frames received are its current state.
+    /// `Ok(None)`: no such choice.
+    pub async fn watch(&self, id: &str, viewer: Viewer) -> anyhow::Result<Option<ChoiceWatch>> {
+        let Some((topic, hot)) = self.topic(id).await? else {
+            return Ok(None);
+        };
+        // Subscribed under the live set's lock: the ticker cannot retire it in between.
+        let frames = topic.frames.subscribe();
+        drop(hot);
+        let shared = &self.inner;
+        let key = viewer.key.map(|k| format!("k:{k}")).unwrap_or_else(|| {
+            format!(
+                "c:{}",
+                shared.next_connection.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+        let name = viewer
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| GUEST.to_string());
+        topic.join(&key, name, self);
+        Ok(Some(ChoiceWatch {
+            frames,
+            _presence: PresenceGuard {
+                live: self.clone(),
+                id: id.to_string(),
+                key,
+            },
+        }))
+    }
+
+    /// Waits on a choice's own channel: only its changes wake the waiter. `Ok(None)`: no such
+    /// choice.
+    pub async fn wait(&self, id: &str) -> anyhow::Result<Option<Waiting>> {
+        let shared = &self.inner;
+        if let Some(entry) = self.entry(id).await? {
+            if entry.choice.status.is_final() && !lock(&shared.hot).contains_key(id) {
+                return Ok(Some(Waiting::Final(entry.choice)));
+            }
+        }
+        let Some((topic, hot)) = self.topic(id).await? else {
+            return Ok(None);
+        };
+        let changes = topic.changes.subscribe();
+        drop(hot);
+        let current = changes.borrow().clone();
+        Ok(Some(if current.status.is_final() {
+            Waiting::Final(current)
+        } else {
+            Waiting::Open(changes)
+        }))
+    }
+
+    /// Every pending and paused choice, newest first.
+    pub fn active(&self) -> Vec<Arc<Choice>> {
+        let topics: Vec<Arc<Topic>> = lock(&self.inner.hot).values().cloned().collect();
+        let mut active: Vec<Arc<Choice>> = topics
+            .iter()
+            .map(|t| lock(&t.state).choice.clone())
+            .filter(|c| !c.status.is_final())
+            .collect();
+        active.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        active
+    }
+
+    /// Who is watching a choice right now.
+    pub fn presence(&self, id: &str) -> Arc<Presence> {
+        let topic = lock(&self.inner.hot).get(id).cloned();
+        topic.map_or_else(Arc::default, |t| lock(&t.state).presence())
+    }
+
+    /// Open streams and sockets on choices.
+    pub fn open_streams(&self) -> usize {
+        lock(&self.inner.hot)
+            .values()
+            .map(|t| t.frames.receiver_count())
+            .sum()
+    }
+
+    /// Forgets choices the store has deleted (retention).
+    pub fn forget(&self, ids: &[String]) {
+        let mut hot = lock(&self.inner.hot);
+        let mut cold = lock(&self.inner.cold);
+        for id in ids {
+            if let Some(topic) = hot.remove(id) {
+                lock(&topic.state).retired = true;
+            }
+            cold.entries.remove(id);
+        }
+        let Cache { entries, order } = &mut *cold;
+        order.retain(|id| entries.contains_key(id));
+    }
+
+    /// A browser changed its display name: everyone watching with it sees the new one.
+    pub fn rename(&self, viewer_key: &str, name: Option<&str>) {
+        let key = format!("k:{viewer_key}");
+        let name = name.unwrap_or(GUEST).to_string();
+        let topics: Vec<Arc<Topic>> = lock(&self.inner.hot).values().cloned().collect();
+        for topic in topics {
+            let mut state = lock(&topic.state);
+            let Some(person) = state.people.get_mut(&key) else {
+                continue;
+            };
+            if person.name != name {
+                person.name = name.clone();
+                topic.presence_changed(&mut state, self);
+            }
+        }
+    }
+
+    /// Once a second, on the wall-clock second: the countdowns of watched choices, presence
+    /// frames still due, and final topics nobody watches any more go back to the cache.
+    /// Answers whether anyone joined or left since the last tick.
+    pub fn tick(&self, now: Millis) -> bool {
+        let topics: Vec<Arc<Topic>> = lock(&self.inner.hot).values().cloned().collect();
+        let mut idle = Vec::new();
+        for topic in topics {
+            if topic.tick(now) {
+                idle.push(topic);
+            }
+        }
+        if !idle.is_empty() {
+            let mut hot = lock(&self.inner.hot);
+            let mut cold = lock(&self.inner.cold);
+            for topic in idle {
+                let mut state = lock(&topic.state);
+                if !topic.is_idle(&state) {
+                    continue;
+                }
+                state.retired = true;
+                hot.remove(&state.choice.id);
+                cold.put(Entry {
+                    choice: state.choice.clone(),
+                    page: topic.page.clone(),
+                });
+            }
+        }
+        self.inner.presence_moved.swap(false, Ordering::AcqRel)
+    }
+
+    fn leave(&self, id: &str, key: &str) {
+        let Some(topic) = lock(&self.inner.hot).get(id).cloned() else {
+            return;
+        };
+        let generation = {
+            let mut state = lock(&topic.state);
+            let Some(person) = state.people.get_mut(key) else {
+                return;
+            };
+            person.connections = person.connections.saturating_sub(1);
+            let (left, generation) = (person.connections, person.generation);
+            // One stream fewer: the count changes even while the person stays.
+            topic.presence_changed(&mut state, self);
+            if left > 0 {
+                return;
+            }
+            generation
+        };
+        // A browser (with its viewer cookie) may be back in a moment: a blip is not a leave.
+        let grace = self.inner.grace;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if key.starts_with("k:") && !grace.is_zero() => {
+                let (live, key) = (self.clone(), key.to_string());
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    topic.forget(&live, &key, generation);
+                });
+            }
+            _ => topic.forget(self, key, generation),
+        }
+    }
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        self.live.leave(&self.id, &self.key);
+    }
+}
+
+/// One store read, shared by everyone who missed the same id meanwhile.
+type Read = OnceCell<Option<Arc<Choice>>>;
+
+/// Holds the live set's lock while a new subscriber subscribes.
+type HotGuard<'a> = std::sync::MutexGuard<'a, HashMap<String, Arc<Topic>>>;
+
+impl Topic {
+    fn new(choice: Arc<Choice>, seq: i64, page: Arc<OnceLock<views::choice::Fixed>>) -> Topic {
+        let now = now_ms();
+        let mut state = TopicState {
+            choice: choice.clone(),
+            seq,
+            people: HashMap::new(),
+            presence: None,
+            presence_sent: None,
+            presence_due: false,
+            flush_scheduled: false,
+            retired: false,
+        };
+        let frames = Frames {
+            status: Part::new(render_status(&state)),
+            remaining: Part::new(render_remaining(&state, now)),
+            viewers: Part::new(render_viewers(&mut state)),
+            closed: closes(&choice),
+            choice: choice.clone(),
+            seq,
+            ws_sync: Part::new(Bytes::from(crate::json::sync(&choice, now).to_string())),
+            ws_status: Part::default(),
+        };
+        Topic {
+            frames: watch::channel(frames).0,
+            changes: watch::channel(choice).0,
+            page,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            choice: lock(&self.state).choice.clone(),
+            page: self.page.clone(),
+        }
+    }
+
+    /// Takes a newer state of the choice and pushes its frames and its change at once. False
+    /// if this topic is retired (the caller finds the one that holds the choice now).
+    fn offer(&self, choice: &Arc<Choice>, seq: i64) -> bool {
+        let mut state = lock(&self.state);
+        if state.retired {
+            return false;
+        }
+        if choice.version <= state.choice.version {
+            return true;
+        }
+        let before = std::mem::replace(&mut state.choice, choice.clone());
+        state.seq = state.seq.max(seq);
+        let now = now_ms();
+        let status = render_status(&state);
+        let remaining = render_remaining(&state, now);
+        let closed = closes(choice);
+        let ws_status = crate::json::ws_status(before.status, choice.status).map(Bytes::from);
+        let countdown_moved = (before.deadline, before.paused_remaining, before.timeout_ms)
+            != (choice.deadline, choice.paused_remaining, choice.timeout_ms);
+        let ws_sync =
+            countdown_moved.then(|| Bytes::from(crate::json::sync(choice, now).to_string()));
+        let seq = state.seq;
+        // Sent under the state lock, so frames of two changes never cross.
+        self.frames.send_modify(|f| {
+            f.status.replace(status);
+            f.remaining.replace(remaining);
+            f.closed = closed;
+            f.choice = choice.clone();
+            f.seq = seq;
+            if let Some(message) = ws_status {
+                f.ws_status.replace(message);
+            }
+            if let Some(message) = ws_sync {
+                f.ws_sync.replace(message);
+            }
+        });
+        self.changes.send_replace(choice.clone());
+        true
+    }
+
+    fn join(self: &Arc<Self>, key: &str, name: String, live: &Live) {
+        let mut state = lock(&self.state);
+        let person = state.people.entry(key.to_string()).or_insert(Person {
+            name: name.clone(),
+            connections: 0,
+            generation: 0,
+        });
+        person.connections += 1;
+        person.generation += 1;
+        person.name = name;
+        self.presence_changed(&mut state, live);
+    }
+
+    /// Removes a person who has not come back.
+    fn forget(self: &Arc<Self>, live: &Live, key: &str, generation: u64) {
+        let mut state = lock(&self.state);
+        if state
+            .people
+            .get(key)
+            .is_some_and(|p| p.connections == 0 && p.generation == generation)
+        {
+            state.people.remove(key);
+            self.presence_changed(&mut state, live);
+        }
+    }
+
+    /// Someone joined, left or was renamed: a presence frame now if none went out within the
+    /// last second, else one when that second is over.
+    fn presence_changed(self: &Arc<Self>, state: &mut TopicState, live: &Live) {
+        state.presence = None;
+        live.inner.presence_moved.store(true, Ordering::Release);
+        let wait = state
+            .presence_sent
+            .map_or(Duration::ZERO, |sent| PRESENCE_EVERY.saturating_sub(sent.elapsed()));
+        if wait.is_zero() {
+            self.send_presence(state);
+            return;
+        }
+        state.presence_due = true;
+        if state.flush_scheduled {
+            return;
+        }
+        // Without a runtime (never in the server) the next tick sends it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            state.flush_scheduled = true;
+            let topic = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(wait).await;
+                let mut state = lock(&topic.state);
+                state.flush_scheduled = false;
+                if state.presence_due {
+                    topic.send_presence(&mut state);
+                }
+            });
+        }
+    }
+
+    fn send_presence(&self, state: &mut TopicState) {
+        state.presence_due = false;
+        state.presence_sent = Some(Instant::now());
+        let frame = render_viewers(state);
+        self.frames.send_modify(|f| f.viewers.replace(frame));
+    }
+
+    /// One second's work; true if this topic may be retired.
+    fn tick(&self, now: Millis) -> bool {
+        let mut state = lock(&self.state);
+        if state.presence_due
+            && !state.flush_scheduled
+            && state
+                .presence_sent
+                .is_none_or(|sent| sent.elapsed() >= PRESENCE_EVERY)
+        {
+            self.send_presence(&mut state);
+        }
+        if state.choice.status == Status::Pending && self.frames.receiver_count() > 0 {
+            let frame = render_remaining(&state, now);
+            // Sockets get a fresh `sync` every 5 s (on the wall-clock second, like the ticks).
+            let sync = (now.div_euclid(1000) % 5 == 0)
+                .then(|| Bytes::from(crate::json::sync(&state.choice, now).to_string()));
+            self.frames.send_modify(|f| {
+                f.remaining.replace(frame);
+                if let Some(sync) = sync {
+                    f.ws_sync.replace(sync);
+                }
+            });
+        }
+        self.is_idle(&state)
+    }
+
+    /// Final, and nobody watching or waiting.
+    fn is_idle(&self, state: &TopicState) -> bool {
+        state.choice.status.is_final()
+            && state.people.is_empty()
+            && self.frames.receiver_count() == 0
+            && self.changes.receiver_count() == 0
+    }
+}
+
+impl TopicState {
+    fn presence(&mut self) -> Arc<Presence> {
+        if let Some(presence) = &self.presence {
+            return presence.clone();
+        }
+        let mut named: Vec<&str> = self
+            .people
+            .values()
+            .map(|p| p.name.as_str())
+            .filter(|n| *n != GUEST)
+            .collect();
+        named.sort_by_key(|n| n.to_lowercase());
+        let guests = self.people.len() - named.len();
+        let watchers = named
+            .into_iter()
+            .map(str::to_string)
+            .chain(std::iter::repeat_n(GUEST.to_string(), guests))
+            .take(WATCHERS_LISTED)
+            .collect();
+        // Viewers are open streams and sockets; someone in their grace period still counts once.
+        let viewers = self
+            .people
+            .values()
+            .map(|p| p.connections.max(1) as usize)
+            .sum();
+        let presence = Arc::new(Presence {
+            viewers,
+            people: self.people.len(),
+            watchers,
+        });
+        self.presence = Some(presence.clone());
+        presence
+    }
+}
+
+impl Cache {
+    fn put(&mut self, entry: Entry) {
+        let id = entry.choice.id.clone();
+        self.insert(id, Some(entry));
+    }
+
+    fn put_missing(&mut self, id: &str) {
+        self.insert(id.to_string(), None);
+    }
+
+    fn insert(&mut self, id: String, entry: Option<Entry>) {
+        if self.entries.insert(id.clone(), entry).is_none() {
+            self.order.push_back(id);
+        }
+        while self.entries.len() > CACHE_SIZE {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.entries.remove(&oldest);
+        }
+        // Ids removed by other paths leave stale places in the queue; drop them now and then.
+        if self.order.len() > 2 * CACHE_SIZE {
+            let entries = &self.entries;
+            self.order.retain(|id| entries.contains_key(id));
+        }
+    }
+}
+
+/// Too many store reads are waiting already: answered 503 with `Retry-After`, at once.
+#[derive(Debug)]
+pub struct Busy;
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too many reads are waiting for the database")
+    }
+}
+
+impl std::error::Error for Busy {}
+
+/// A timer that has rung may be reset into its next round, so its stream stays open.
+fn closes(c: &Choice) -> bool {
+    c.status.is_final() && !(c.status == Status::TimedOut && c.spec.mode == Mode::Timer)
+}
+
+fn render_status(state: &TopicState) -> Bytes {
+    frame::sse(
+        state.seq,
+        "status",
+        &views::choice::status(&state.choice).into_string(),
+    )
+}
+
+fn render_remaining(state: &TopicState, now: Millis) -> Bytes {
+    frame::sse(
+        state.seq,
+        "remaining",
+        &views::choice::remaining(&state.choice, now).into_string(),
+    )
+}
+
+fn render_viewers(state: &mut TopicState) -> Bytes {
+    let presence = state.presence();
+    frame::sse(
+        state.seq,
+        "viewers",
+        &views::choice::viewers(&presence).into_string(),
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
