@@ -213,11 +213,7 @@ impl HubInner {
         // Grouped by source on the board (a stable sort keeps the newest first in each group).
         active.sort_by(|a, b| a.spec.source.cmp(&b.spec.source));
         let notes = self.store.recent_notes(DASHBOARD_NOTES_READ).await?;
-        let sources = sources(
-            &notes,
-            active.iter().map(|c| &**c).chain(&finished),
-            now,
-        );
+        let sources = sources(&notes, active.iter().map(|c| &**c).chain(&finished), now);
         let notes = notes
             .into_iter()
             .take(DASHBOARD_NOTES_SHOWN)

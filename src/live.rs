@@ -620,9 +620,9 @@ impl Topic {
     fn presence_changed(self: &Arc<Self>, state: &mut TopicState, live: &Live) {
         state.presence = None;
         live.inner.presence_moved.store(true, Ordering::Release);
-        let wait = state
-            .presence_sent
-            .map_or(Duration::ZERO, |sent| PRESENCE_EVERY.saturating_sub(sent.elapsed()));
+        let wait = state.presence_sent.map_or(Duration::ZERO, |sent| {
+            PRESENCE_EVERY.saturating_sub(sent.elapsed())
+        });
         if wait.is_zero() {
             self.send_presence(state);
             return;

@@ -26,6 +26,16 @@
     if (reason === "message") setConn("closed");
     else if (!document.hidden && reason !== "removed") setConn("reconnecting");
   });
+  // A tab brought back to the front reconnects at once. The server's `retry:` (spread out,
+  // so a wave of reconnects after a restart does not arrive all at once) is for lost streams.
+  var resumed = false;
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) resumed = true; });
+  document.addEventListener("htmx:sse:before:connection", function (e) {
+    var c = e.detail && e.detail.connection;
+    if (!resumed || !c) return;
+    resumed = false;
+    setTimeout(function () { if (c.delayCanceller) c.delayCanceller(); }, 0);
+  });
   window.addEventListener("offline", function () { setConn("offline"); });
   window.addEventListener("online", function () { setConn("reconnecting"); });
   document.addEventListener("htmx:after:swap", afterUpdate);

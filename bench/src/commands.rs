@@ -22,10 +22,14 @@ pub struct Load {
     pub server_cpu_ms_per_command: f64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Create,
     Timeout,
+    /// `GET /choice/{id}` as a browser asks for it (HTML).
+    Page,
+    /// `GET /api/choices/{id}`.
+    Json,
 }
 
 /// Runs `clients` loops for `duration`; each Timeout client changes its own choice.
@@ -39,7 +43,7 @@ pub async fn run(
     // Each client's own choice, made before the clock starts.
     let mut setup = Client::new(server, None);
     let mut ids = Vec::with_capacity(clients);
-    if let Kind::Timeout = kind {
+    if kind != Kind::Create {
         for n in 0..clients {
             ids.push(create(&mut setup, n).await?);
         }
@@ -52,6 +56,9 @@ pub async fn run(
         let id = ids.get(n).cloned();
         tasks.push(tokio::spawn(async move {
             let mut client = Client::new(server, Some(net::source(n)));
+            if kind == Kind::Page {
+                client.accept = "text/html";
+            }
             let mut latencies = Vec::with_capacity(16_384);
             let mut errors = 0u64;
             let mut i = 0u64;
@@ -66,6 +73,14 @@ pub async fn run(
                             .await
                             .is_ok_and(|a| a.status == 200)
                     }
+                    (Kind::Page, Some(id)) => client
+                        .request("GET", &format!("/choice/{id}"), None)
+                        .await
+                        .is_ok_and(|a| a.status == 200 && a.body.starts_with(b"<!DOCTYPE")),
+                    (Kind::Json, Some(id)) => client
+                        .request("GET", &format!("/api/choices/{id}"), None)
+                        .await
+                        .is_ok_and(|a| a.status == 200),
                     _ => create(&mut client, n).await.is_ok(),
                 };
                 if ok {
@@ -114,4 +129,61 @@ async fn create(client: &mut Client, n: usize) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_string)
         .context("no id")
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LongPolls {
+    pub clients: usize,
+    pub answered: u64,
+    pub errors: u64,
+    /// Each `wait?timeout=…` from sending to its answer: p50, p99, max (ms).
+    pub latency_ms: [f64; 3],
+}
+
+/// `clients` long polls at once, each on its own connection, `rounds` times in a row, with
+/// `timeout` seconds on choices nobody answers: each should come back after `timeout`.
+pub async fn long_polls(
+    server: SocketAddr,
+    clients: usize,
+    choices: usize,
+    timeout: f64,
+    rounds: usize,
+) -> anyhow::Result<LongPolls> {
+    let mut setup = Client::new(server, None);
+    let mut ids = Vec::with_capacity(choices);
+    for n in 0..choices.max(1) {
+        ids.push(create(&mut setup, n).await?);
+    }
+    let mut tasks = Vec::with_capacity(clients);
+    for n in 0..clients {
+        let path = format!("/api/choices/{}/wait?timeout={timeout}", ids[n % ids.len()]);
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(server, Some(net::source(n)));
+            let mut latencies = Vec::with_capacity(rounds);
+            let mut errors = 0u64;
+            for _ in 0..rounds {
+                let t = std::time::Instant::now();
+                match client.request("GET", &path, None).await {
+                    Ok(a) if a.status == 200 => latencies.push(t.elapsed().as_secs_f64() * 1000.0),
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await?;
+        all.extend(latencies);
+        errors += e;
+    }
+    let answered = all.len() as u64;
+    let p = percentiles(&mut all, &[50.0, 99.0, 100.0]);
+    Ok(LongPolls {
+        clients,
+        answered,
+        errors,
+        latency_ms: [p[0], p[1], p[2]],
+    })
 }

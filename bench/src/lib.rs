@@ -14,3 +14,4 @@ pub mod fanout;
 pub mod net;
 pub mod procstat;
 pub mod servers;
+pub mod storm;

@@ -14,6 +14,7 @@ use choiceboard_bench::fanout::{self, Analysis, Change};
 use choiceboard_bench::net::Client;
 use choiceboard_bench::procstat::{self, mono_ns, wall_ms};
 use choiceboard_bench::servers::{self, Paths, Server, Stack};
+use choiceboard_bench::storm;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "choiceboard's load generator: fan-out, commands, baselines side by side")]
@@ -55,6 +56,26 @@ struct Args {
     /// The generator's worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Storm: viewers opening their streams at once, over `--choices` choices (also the
+    /// restart's viewers). 0 skips the storms.
+    #[arg(long, default_value_t = 19_000)]
+    storm_viewers: usize,
+    /// Storm: viewers of one single choice, at once.
+    #[arg(long, default_value_t = 5_000)]
+    storm_one_choice: usize,
+    /// Storm: WebSocket viewers at once.
+    #[arg(long, default_value_t = 10_000)]
+    storm_ws: usize,
+    /// Length of each storm's window (connects included), seconds.
+    #[arg(long, default_value_t = 20)]
+    storm_seconds: u64,
+    /// Concurrent long polls (`wait?timeout=1`, three rounds each).
+    #[arg(long, default_value_t = 4_000)]
+    long_polls: usize,
+    #[arg(long)]
+    skip_storm: bool,
+    #[arg(long)]
+    skip_reads: bool,
     #[arg(long)]
     skip_fanout: bool,
     #[arg(long)]
@@ -130,6 +151,16 @@ async fn run(args: Args, paths: Paths, stacks: Vec<Stack>, fds: u64) -> anyhow::
             }
         }
     }
+    let storms = if args.skip_storm || args.storm_viewers == 0 {
+        Value::Null
+    } else {
+        storms_run(&paths, &args).await?
+    };
+    let reads = if args.skip_reads {
+        Value::Null
+    } else {
+        reads_run(&paths, &args).await?
+    };
     let commands = if args.skip_commands {
         Value::Null
     } else {
@@ -147,6 +178,12 @@ async fn run(args: Args, paths: Paths, stacks: Vec<Stack>, fds: u64) -> anyhow::
         print_fanout(&fanouts);
         print_ratios(&fanouts);
     }
+    if !storms.is_null() {
+        print_storms(&storms);
+    }
+    if !reads.is_null() {
+        print_reads(&reads);
+    }
     if !commands.is_null() {
         print_commands(&commands);
     }
@@ -158,6 +195,8 @@ async fn run(args: Args, paths: Paths, stacks: Vec<Stack>, fds: u64) -> anyhow::
                     "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()},
         "config": format!("{args:?}"),
         "fanout": fanouts.iter().map(|(s, v, r)| json!({"stack": s.name(), "viewers": v, "result": r})).collect::<Vec<_>>(),
+        "storms": storms,
+        "reads": reads,
         "commands": commands,
     });
     let text = serde_json::to_string_pretty(&report)?;
@@ -326,6 +365,218 @@ async fn commands_run(paths: &Paths, args: &Args) -> anyhow::Result<Value> {
         out.insert(label.into(), result);
     }
     Ok(Value::Object(out))
+}
+
+/// The storms, each on a fresh server: (label, stack, viewers, choices).
+async fn storms_run(paths: &Paths, args: &Args) -> anyhow::Result<Value> {
+    let window = Duration::from_secs(args.storm_seconds);
+    let v = args.storm_viewers;
+    let plan = [
+        ("sse, over choices", Stack::ChoiceboardSse, v, args.choices),
+        ("sse, over choices", Stack::PlainAxum, v, args.choices),
+        (
+            "sse, one choice",
+            Stack::ChoiceboardSse,
+            args.storm_one_choice,
+            1,
+        ),
+        (
+            "ws, over choices",
+            Stack::ChoiceboardWs,
+            args.storm_ws,
+            args.choices,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (label, stack, viewers, choices) in plan {
+        if viewers == 0 {
+            continue;
+        }
+        eprintln!(
+            "bench: storm, {label}: {} with {viewers} viewers at once …",
+            stack.name()
+        );
+        let server = Server::start(stack, paths, &[]).await?;
+        let result: anyhow::Result<Value> = async {
+            let mut client = Client::new(server.addr, None);
+            let mut streams = Vec::with_capacity(choices);
+            for n in 0..choices {
+                streams.push(server.create(&mut client, n).await.context("create")?.0);
+            }
+            let storm = storm::run(stack.proto(), server.addr, &streams, viewers, window).await?;
+            Ok(serde_json::to_value(&storm)?)
+        }
+        .await;
+        server.stop().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let result = result.unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+        eprintln!("  {result}");
+        rows.push(json!({"scenario": label, "stack": stack.name(), "result": result}));
+    }
+    eprintln!("bench: restart with {v} viewers attached …");
+    let mut server = Server::start(Stack::ChoiceboardSse, paths, &[]).await?;
+    let restart: anyhow::Result<Value> = async {
+        let mut client = Client::new(server.addr, None);
+        let mut streams = Vec::with_capacity(args.choices);
+        for n in 0..args.choices {
+            streams.push(server.create(&mut client, n).await.context("create")?.0);
+        }
+        let addr = server.addr;
+        let result = storm::restart(
+            addr,
+            &streams,
+            v,
+            || server.kill9_and_restart(),
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(serde_json::to_value(&result)?)
+    }
+    .await;
+    server.stop().await;
+    let restart = restart.unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
+    eprintln!("  {restart}");
+    Ok(json!({"storms": rows, "restart": restart}))
+}
+
+/// Reads at `--clients` connections (the choice page, the choice JSON) and the long polls.
+async fn reads_run(paths: &Paths, args: &Args) -> anyhow::Result<Value> {
+    eprintln!("bench: reads …");
+    let server = Server::start(Stack::ChoiceboardSse, paths, &[]).await?;
+    let (addr, pid) = (server.addr, server.pid);
+    let duration = Duration::from_secs(args.command_seconds);
+    let result: anyhow::Result<Value> = async {
+        let page = commands::run(addr, pid, Kind::Page, args.clients, duration).await?;
+        let one = commands::run(addr, pid, Kind::Json, args.clients, duration).await?;
+        let polls = commands::long_polls(addr, args.long_polls, args.choices, 1.0, 3).await?;
+        Ok(json!({"page": load_json(&page), "json": load_json(&one), "long_polls": polls}))
+    }
+    .await;
+    server.stop().await;
+    let result = result?;
+    eprintln!("  {result}");
+    Ok(result)
+}
+
+fn print_storms(s: &Value) {
+    println!(
+        "\nStorms (every viewer opens its stream at once; first = connect → first current frame)"
+    );
+    println!(
+        "{:<18} {:<16} {:>7} {:>7} {:>14} {:>9} {:>9} {:>9} {:>11} {:>9}",
+        "scenario",
+        "stack",
+        "viewers",
+        "current",
+        "errors",
+        "first p50",
+        "first p99",
+        "first max",
+        "all current",
+        "B/vwr/s"
+    );
+    let rows = s["storms"].as_array().cloned().unwrap_or_default();
+    for row in &rows {
+        let r = &row["result"];
+        if let Some(e) = r.get("error") {
+            println!(
+                "{:<18} {:<16} failed: {e}",
+                f(&row["scenario"]),
+                f(&row["stack"])
+            );
+            continue;
+        }
+        let errors = r["errors"]
+            .as_object()
+            .map_or(0, |e| e.values().filter_map(Value::as_u64).sum::<u64>());
+        println!(
+            "{:<18} {:<16} {:>7} {:>7} {:>14} {:>9} {:>9} {:>9} {:>11} {:>9}",
+            row["scenario"].as_str().unwrap_or(""),
+            row["stack"].as_str().unwrap_or(""),
+            f(&r["viewers"]),
+            f(&r["current"]),
+            if errors == 0 {
+                "0".to_string()
+            } else {
+                r["errors"].to_string()
+            },
+            f(&r["first_frame_ms"][0]),
+            f(&r["first_frame_ms"][1]),
+            f(&r["first_frame_ms"][2]),
+            f(&r["all_current_ms"]),
+            f(&r["bytes_per_viewer_per_second"]),
+        );
+    }
+    let find = |stack: &str| {
+        rows.iter()
+            .find(|r| {
+                r["scenario"] == "sse, over choices"
+                    && r["stack"] == stack
+                    && r["result"].get("error").is_none()
+            })
+            .map(|r| &r["result"])
+    };
+    if let (Some(ours), Some(floor)) = (find("choiceboard-sse"), find("plain-axum")) {
+        let ratio =
+            |k: &str| ours[k].as_f64().unwrap_or(f64::NAN) / floor[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "ratio to the floor, same run: all current {:.2}×, bytes per viewer per second {:.2}×",
+            ratio("all_current_ms"),
+            ratio("bytes_per_viewer_per_second")
+        );
+    }
+    let r = &s["restart"];
+    if let Some(e) = r.get("error") {
+        println!("restart: failed: {e}");
+    } else {
+        println!(
+            "restart (kill -9, then the same server again; viewers reconnect after the server's retry): \
+             {} of {} attached viewers current again, errors {}, all current {} ms after the server answered \
+             (p50 {}, p99 {}), {} reconnects refused while it was down",
+            f(&r["current_again"]),
+            f(&r["attached"]),
+            r["errors"],
+            f(&r["all_current_after_up_ms"]),
+            f(&r["current_again_ms"][0]),
+            f(&r["current_again_ms"][1]),
+            f(&r["refused_while_down"])
+        );
+    }
+}
+
+fn print_reads(r: &Value) {
+    println!("\nReads (keep-alive connections, as fast as answered)");
+    println!(
+        "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "read", "clients", "per s", "p50 ms", "p99 ms", "max ms", "errors"
+    );
+    for (label, key) in [
+        ("GET /choice/ID (HTML)", "page"),
+        ("GET /api/choices/ID", "json"),
+    ] {
+        let l = &r[key];
+        println!(
+            "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>7}",
+            label,
+            f(&l["clients"]),
+            f(&l["per_second"]),
+            f(&l["latency_ms"]["p50"]),
+            f(&l["latency_ms"]["p99"]),
+            f(&l["latency_ms"]["max"]),
+            f(&l["errors"])
+        );
+    }
+    let p = &r["long_polls"];
+    println!(
+        "{:<24} {:>7} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "wait?timeout=1 (3 each)",
+        f(&p["clients"]),
+        f(&p["answered"]),
+        f(&p["latency_ms"][0]),
+        f(&p["latency_ms"][1]),
+        f(&p["latency_ms"][2]),
+        f(&p["errors"])
+    );
 }
 
 fn load_json(l: &Load) -> Value {

@@ -118,6 +118,8 @@ pub struct Client {
     from: Option<IpAddr>,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
+    /// The `Accept` header sent (JSON unless told otherwise).
+    pub accept: &'static str,
 }
 
 pub struct Answer {
@@ -144,6 +146,7 @@ impl Client {
             from,
             stream: None,
             buf: Vec::with_capacity(4096),
+            accept: "application/json",
         }
     }
 
@@ -181,8 +184,8 @@ impl Client {
         }
         let stream = self.stream.as_mut().context("no stream")?;
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n",
-            self.server
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: {}\r\n",
+            self.server, self.accept
         );
         if let Some(body) = json {
             req.push_str(&format!(

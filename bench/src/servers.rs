@@ -83,10 +83,9 @@ pub fn build(paths: &Paths) -> anyhow::Result<()> {
             "--release",
             "-p",
             "choiceboard",
-            "--bin",
-            "choiceboard",
             "-p",
             "plain-axum",
+            "--bins",
         ])
         .status()
         .context("running cargo build")?;
@@ -118,6 +117,8 @@ pub struct Server {
     pub pid: u32,
     child: Child,
     dir: PathBuf,
+    paths: Paths,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -135,63 +136,11 @@ impl Server {
                 .join("tmp")
                 .join(format!("{}-{}-{port}", stack.name(), std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut command = match stack {
-            Stack::ChoiceboardSse | Stack::ChoiceboardWs => {
-                // BENCH_WRAP runs the server under a profiler, e.g.
-                // `BENCH_WRAP="valgrind --tool=massif --massif-out-file=massif.out"`.
-                let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
-                let mut words = wrap.split_whitespace();
-                let mut c = match words.next() {
-                    Some(program) => {
-                        let mut c = Command::new(program);
-                        c.args(words).arg(paths.choiceboard());
-                        c
-                    }
-                    None => Command::new(paths.choiceboard()),
-                };
-                c.arg("--bind")
-                    .arg(addr.to_string())
-                    .arg("--database")
-                    .arg(format!("sqlite://{}", dir.join("bench.db").display()))
-                    .env("RUST_LOG", "warn")
-                    // A load generator is one client with thousands of streams and commands: the
-                    // per-client and total limits a normal team never meets are off here.
-                    .env("CHOICEBOARD_RATE_LIMIT", "0")
-                    .env("CHOICEBOARD_MAX_STREAMS", "0")
-                    .env("CHOICEBOARD_MAX_STREAMS_PER_CLIENT", "0");
-                c
-            }
-            Stack::PlainAxum => {
-                let mut c = Command::new(paths.target.join("release/plain-axum"));
-                c.arg(addr.to_string());
-                c
-            }
-            Stack::FastApi => {
-                let mut c = Command::new(paths.out.join("venv/bin/python"));
-                c.args(["-m", "uvicorn", "app:app", "--app-dir"])
-                    .arg(paths.root.join("bench/baselines/fastapi"))
-                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                    .args(["--backlog", "4096", "--log-level", "warning"]);
-                c
-            }
-            Stack::SocketIo => {
-                let mut c = Command::new("node");
-                c.arg(paths.root.join("bench/baselines/socketio/server.js"))
-                    .arg(port.to_string())
-                    .env("NODE_PATH", paths.out.join("node/node_modules"));
-                c
-            }
-        };
-        command
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", stack.name()))?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn(stack, paths, addr, &dir, &env)?;
         let pid = child.id().context("no pid")?;
         let server = Server {
             stack,
@@ -199,9 +148,35 @@ impl Server {
             pid,
             child,
             dir,
+            paths: paths.clone(),
+            env,
         };
         net::wait_ready(addr, "/healthz", Duration::from_secs(30)).await?;
         Ok(server)
+    }
+
+    /// SIGKILL, then the same server again on the same address and database; answers the
+    /// monotonic time (ns) at which it answered `/healthz` again.
+    pub async fn kill9_and_restart(&mut self) -> anyhow::Result<u64> {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.child = spawn(self.stack, &self.paths, self.addr, &self.dir, &self.env)?;
+        self.pid = self.child.id().context("no pid")?;
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut client = net::Client::new(self.addr, None);
+            if client
+                .request("GET", "/healthz", None)
+                .await
+                .is_ok_and(|a| a.status == 200)
+            {
+                return Ok(crate::procstat::mono_ns());
+            }
+            if tokio::time::Instant::now() > until {
+                bail!("the restarted server did not answer within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Makes one countdown of an hour; returns (stream path, room or id).
@@ -274,4 +249,75 @@ fn id_of(value: &serde_json::Value) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_string)
         .with_context(|| format!("no id in {value}"))
+}
+
+/// Starts `stack` on `addr`, its database and log in `dir`.
+fn spawn(
+    stack: Stack,
+    paths: &Paths,
+    addr: SocketAddr,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+) -> anyhow::Result<Child> {
+    let port = addr.port();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    let mut command = match stack {
+        Stack::ChoiceboardSse | Stack::ChoiceboardWs => {
+            // BENCH_WRAP runs the server under a profiler, e.g.
+            // `BENCH_WRAP="valgrind --tool=massif --massif-out-file=massif.out"`.
+            let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+            let mut words = wrap.split_whitespace();
+            let mut c = match words.next() {
+                Some(program) => {
+                    let mut c = Command::new(program);
+                    c.args(words).arg(paths.choiceboard());
+                    c
+                }
+                None => Command::new(paths.choiceboard()),
+            };
+            c.arg("--bind")
+                .arg(addr.to_string())
+                .arg("--database")
+                .arg(format!("sqlite://{}", dir.join("bench.db").display()))
+                .env("RUST_LOG", "warn")
+                // A load generator is one client with thousands of streams and commands: the
+                // per-client and total limits a normal team never meets are off here.
+                .env("CHOICEBOARD_RATE_LIMIT", "0")
+                .env("CHOICEBOARD_MAX_STREAMS", "0")
+                .env("CHOICEBOARD_MAX_STREAMS_PER_CLIENT", "0");
+            c
+        }
+        Stack::PlainAxum => {
+            let mut c = Command::new(paths.target.join("release/plain-axum"));
+            c.arg(addr.to_string());
+            c
+        }
+        Stack::FastApi => {
+            let mut c = Command::new(paths.out.join("venv/bin/python"));
+            c.args(["-m", "uvicorn", "app:app", "--app-dir"])
+                .arg(paths.root.join("bench/baselines/fastapi"))
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--backlog", "4096", "--log-level", "warning"]);
+            c
+        }
+        Stack::SocketIo => {
+            let mut c = Command::new("node");
+            c.arg(paths.root.join("bench/baselines/socketio/server.js"))
+                .arg(port.to_string())
+                .env("NODE_PATH", paths.out.join("node/node_modules"));
+            c
+        }
+    };
+    command
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", stack.name()))
 }

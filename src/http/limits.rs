@@ -91,7 +91,7 @@ fn raise_open_file_limit() -> u64 {
         }
     }
     // RLIM_INFINITY: no limit worth counting against; a million streams is plenty.
-    (limit.rlim_cur as u64).min(1 << 20)
+    limit.rlim_cur.min(1 << 20)
 }
 
 impl Limits {

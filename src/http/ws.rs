@@ -223,7 +223,12 @@ async fn serve_choice(
             }
             tokens -= 1.0;
             // The client's own bucket too: many sockets are not a way around the rate limit.
-            if let Err(error) = metered.then(|| state.guards.take(client.0)).unwrap_or(Ok(())) {
+            let refused = if metered {
+                state.guards.take(client.0)
+            } else {
+                Ok(())
+            };
+            if let Err(error) = refused {
                 let _ = replies.send(error_message(&error)).await;
                 continue;
             }

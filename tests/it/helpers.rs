@@ -98,6 +98,21 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// From now on this app's client sends what a browser on one of our own pages sends
+    /// (`Sec-Fetch-Site: same-origin`), so it counts against the per-client rate limit.
+    pub fn act_as_browser(&mut self) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "sec-fetch-site",
+            reqwest::header::HeaderValue::from_static("same-origin"),
+        );
+        self.client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .expect("client");
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::helpers::{ServerProcess, SseClient, TestApp, code, id_of};
 
 #[tokio::test]
-async fn commands_and_creates_past_the_rate_limit_get_429_with_retry_after() {
-    let app = TestApp::spawn_with(|c| {
+async fn browser_commands_and_creates_past_the_rate_limit_get_429_with_retry_after() {
+    let mut app = TestApp::spawn_with(|c| {
         c.limits = Limits {
             rate_per_second: 0.5,
             rate_burst: 4.0,
@@ -24,6 +24,7 @@ async fn commands_and_creates_past_the_rate_limit_get_429_with_retry_after() {
         }
     })
     .await;
+    app.act_as_browser();
     let id = id_of(&app.create_yes_no(600.0).await); // 1
     for _ in 0..3 {
         let (status, body) = app.command(&id, "timeout", json!({"add": 1})).await; // 2, 3, 4
@@ -81,8 +82,54 @@ async fn commands_and_creates_past_the_rate_limit_get_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn websocket_commands_count_against_the_clients_rate_limit() {
+async fn a_local_script_or_a_token_holder_is_not_rate_limited_but_others_are() {
+    // Loopback, no token: a script creates 300 choices back to back at the default limits
+    // (bursts of 100).
+    let app = TestApp::spawn().await;
+    for i in 0..300 {
+        let (status, body) = app
+            .post_json(
+                "/api/choices",
+                &json!({"title": format!("q{i}"), "mode": "text"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create {i}: {body}");
+    }
+    // With a token: whoever carries it is not limited; a command without it is.
+    let token = "s3cret-token-for-limits";
     let app = TestApp::spawn_with(|c| {
+        c.token = Some(token.into());
+        c.limits = Limits {
+            rate_per_second: 0.5,
+            rate_burst: 3.0,
+            ..Limits::default()
+        }
+    })
+    .await;
+    let mut id = String::new();
+    for i in 0..20 {
+        let r = app
+            .client
+            .post(app.url("/api/choices"))
+            .bearer_auth(token)
+            .json(&json!({"title": format!("q{i}"), "options": [{"id": "a"}], "timeout_seconds": 600}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "create {i} with the token");
+        id = id_of(&r.json().await.unwrap());
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(app.command(&id, "timeout", json!({"add": 1})).await.0);
+    }
+    assert_eq!(&statuses[..3], [StatusCode::OK; 3], "{statuses:?}");
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn websocket_commands_count_against_the_clients_rate_limit() {
+    let mut app = TestApp::spawn_with(|c| {
         c.limits = Limits {
             rate_per_second: 0.1,
             rate_burst: 2.0,
@@ -90,10 +137,16 @@ async fn websocket_commands_count_against_the_clients_rate_limit() {
         }
     })
     .await;
+    app.act_as_browser();
     let id = id_of(&app.create_yes_no(600.0).await); // uses 1 of 2
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/{id}", app.addr))
-        .await
+    // A browser's socket (it sends Origin): local programs are not limited per client.
+    let mut request = format!("ws://{}/ws/{id}", app.addr)
+        .into_client_request()
         .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{}", app.addr).parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     use futures_util::SinkExt;
     let pause = tokio_tungstenite::tungstenite::Message::Text(r#"{"type":"pause"}"#.into());
     socket.send(pause.clone()).await.unwrap(); // 2 of 2

@@ -293,3 +293,81 @@ async fn the_dashboard_form_creates_a_timer_running_or_paused() {
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn presence_stays_small_and_coalesced_however_many_watch() {
+    let app = TestApp::spawn_with(|c| c.limits = Limits::unlimited()).await;
+    let id = id_of(
+        &app.create(json!({"title": "Crowd", "mode": "timer", "timeout_seconds": 600}))
+            .await,
+    );
+    let url = app.url(&format!("/choice/{id}/events"));
+    let mut observer = SseClient::connect(&app.client, &url, None).await;
+    let started = Instant::now();
+    let mut crowd = Vec::new();
+    for i in 0..10 {
+        let named = cookie(
+            &format!("viewer-{i:02}-0123456789"),
+            Some(&format!("N{i:02}")),
+        );
+        crowd.push(SseClient::connect_with(&app.client, &url, &[("cookie", &named)]).await);
+    }
+    for _ in 0..140 {
+        crowd.push(SseClient::connect(&app.client, &url, None).await);
+    }
+    let joined_in = started.elapsed();
+    // 151 streams, 151 people: 10 named, 141 guests (the observer included).
+    let c = app.choice(&id).await;
+    assert_eq!(c["viewers"], 151);
+    let watchers = c["watchers"].as_array().unwrap();
+    assert_eq!(watchers.len(), 100, "JSON lists at most 100 names");
+    assert_eq!(watchers[0], json!({"name": "N00"}));
+    assert_eq!(watchers[9], json!({"name": "N09"}));
+    assert_eq!(watchers[10], json!({"name": "guest"}));
+    // The observer's frames: the last says 151, with 8 names and the rest counted.
+    let mut frames = Vec::new();
+    let until = Instant::now() + PRESENCE_WITHIN;
+    while let Some(m) = observer
+        .next(until.saturating_duration_since(Instant::now()))
+        .await
+    {
+        if m.event == "viewers" {
+            let done = m.data.contains("data-count=\"151\"");
+            frames.push(m.data);
+            if done {
+                break;
+            }
+        }
+    }
+    let last = frames.last().expect("viewers frames");
+    assert!(
+        last.contains("data-count=\"151\""),
+        "the whole crowd within the presence second: {last}"
+    );
+    assert!(last.contains("N07") && !last.contains("N08"), "{last}");
+    assert!(last.contains("and 143 more"), "{last}");
+    assert!(
+        !last.contains("guest"),
+        "guests are counted, not listed: {last}"
+    );
+    assert!(last.len() < 600, "{} bytes: {last}", last.len());
+    // Coalesced: 151 joins made at most one frame a second, the first one at connect.
+    let allowed = 1 + started.elapsed().as_secs_f64().ceil() as usize;
+    assert!(
+        frames.len() <= allowed,
+        "{} viewers frames in {:?}",
+        frames.len(),
+        started.elapsed()
+    );
+    let quiet_until = Instant::now() + Duration::from_millis(1200);
+    while let Some(m) = observer
+        .next(quiet_until.saturating_duration_since(Instant::now()))
+        .await
+    {
+        assert_ne!(
+            m.event, "viewers",
+            "nothing more once the crowd has settled"
+        );
+    }
+    println!("151 joins over {joined_in:?}");
+}
