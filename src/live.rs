@@ -102,6 +102,8 @@ struct Shared {
     next_connection: AtomicU64,
     /// Someone joined or left somewhere since the last tick (the dashboard shows counts).
     presence_moved: AtomicBool,
+    /// Reads of choices not in memory (for `/metrics`).
+    store_reads: AtomicU64,
 }
 
 struct Topic {
@@ -122,6 +124,8 @@ struct TopicState {
     flush_scheduled: bool,
     /// Taken out of the live set: changes go to its successor, not here.
     retired: bool,
+    /// Nobody watches: frames are rendered when the first viewer joins, not on every change.
+    frames_stale: bool,
 }
 
 struct Person {
@@ -161,6 +165,7 @@ impl Live {
                 grace,
                 next_connection: AtomicU64::new(0),
                 presence_moved: AtomicBool::new(false),
+                store_reads: AtomicU64::new(0),
             }),
         })
     }
@@ -240,6 +245,7 @@ impl Live {
                     .reads
                     .try_acquire()
                     .map_err(|_| anyhow::Error::new(Busy))?;
+                shared.store_reads.fetch_add(1, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>(shared.store.get(id).await?.map(Arc::new))
             })
             .await
@@ -397,6 +403,20 @@ impl Live {
         topic.map_or_else(Arc::default, |t| lock(&t.state).presence())
     }
 
+    /// Choices held with their frames: every active one, and final ones being watched.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.hot).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Choices read from the store because memory did not hold them.
+    pub fn store_reads(&self) -> u64 {
+        self.inner.store_reads.load(Ordering::Relaxed)
+    }
+
     /// Open streams and sockets on choices.
     pub fn open_streams(&self) -> usize {
         lock(&self.inner.hot)
@@ -512,9 +532,9 @@ type Read = OnceCell<Option<Arc<Choice>>>;
 type HotGuard<'a> = std::sync::MutexGuard<'a, HashMap<String, Arc<Topic>>>;
 
 impl Topic {
+    /// A topic whose frames are rendered when its first viewer joins.
     fn new(choice: Arc<Choice>, seq: i64, page: Arc<OnceLock<views::choice::Fixed>>) -> Topic {
-        let now = now_ms();
-        let mut state = TopicState {
+        let state = TopicState {
             choice: choice.clone(),
             seq,
             people: HashMap::new(),
@@ -523,15 +543,16 @@ impl Topic {
             presence_due: false,
             flush_scheduled: false,
             retired: false,
+            frames_stale: true,
         };
         let frames = Frames {
-            status: Part::new(render_status(&state)),
-            remaining: Part::new(render_remaining(&state, now)),
-            viewers: Part::new(render_viewers(&mut state)),
+            status: Part::default(),
+            remaining: Part::default(),
+            viewers: Part::default(),
             closed: closes(&choice),
             choice: choice.clone(),
             seq,
-            ws_sync: Part::new(Bytes::from(crate::json::sync(&choice, now).to_string())),
+            ws_sync: Part::default(),
             ws_status: Part::default(),
         };
         Topic {
@@ -561,6 +582,16 @@ impl Topic {
         }
         let before = std::mem::replace(&mut state.choice, choice.clone());
         state.seq = state.seq.max(seq);
+        self.changes.send_replace(choice.clone());
+        if self.frames.receiver_count() == 0 {
+            // Nobody watches: nothing to render for now.
+            state.frames_stale = true;
+            return true;
+        }
+        if state.frames_stale {
+            self.render_all(&mut state);
+            return true;
+        }
         let now = now_ms();
         let status = render_status(&state);
         let remaining = render_remaining(&state, now);
@@ -585,8 +616,27 @@ impl Topic {
                 f.ws_sync.replace(message);
             }
         });
-        self.changes.send_replace(choice.clone());
         true
+    }
+
+    /// Every part from the state as it is (the first viewer joins, or one came back).
+    fn render_all(&self, state: &mut TopicState) {
+        state.frames_stale = false;
+        let now = now_ms();
+        let status = render_status(state);
+        let remaining = render_remaining(state, now);
+        let viewers = render_viewers(state);
+        let sync = Bytes::from(crate::json::sync(&state.choice, now).to_string());
+        let (choice, seq) = (state.choice.clone(), state.seq);
+        self.frames.send_modify(|f| {
+            f.status.replace(status);
+            f.remaining.replace(remaining);
+            f.viewers.replace(viewers);
+            f.ws_sync.replace(sync);
+            f.closed = closes(&choice);
+            f.choice = choice;
+            f.seq = seq;
+        });
     }
 
     fn join(self: &Arc<Self>, key: &str, name: String, live: &Live) {
@@ -599,7 +649,16 @@ impl Topic {
         person.connections += 1;
         person.generation += 1;
         person.name = name;
-        self.presence_changed(&mut state, live);
+        if state.frames_stale {
+            // The joiner subscribed already, so from here on every change renders too. The
+            // viewers frame among them counts the joiner.
+            state.presence = None;
+            state.presence_sent = Some(Instant::now());
+            live.inner.presence_moved.store(true, Ordering::Release);
+            self.render_all(&mut state);
+        } else {
+            self.presence_changed(&mut state, live);
+        }
     }
 
     /// Removes a person who has not come back.

@@ -115,6 +115,9 @@ pub struct Snapshot {
     pub frames_skipped: u64,
     pub rate_limited: u64,
     pub streams_refused: u64,
+    /// Choices held in memory with their frames, and reads of the others from the store.
+    pub live_choices: usize,
+    pub store_reads: u64,
 }
 
 impl Metrics {
@@ -264,6 +267,18 @@ impl Metrics {
             "choiceboard_streams_refused_total",
             "Streams refused by the per-client or total cap.",
             s.streams_refused,
+        );
+        gauge(
+            &mut out,
+            "choiceboard_live_choices",
+            "Choices held in memory with their rendered frames (every active one, and final ones being watched).",
+            s.live_choices,
+        );
+        counter(
+            &mut out,
+            "choiceboard_store_reads_total",
+            "Choices not in memory read from the store (one read however many asked at once).",
+            s.store_reads,
         );
         out
     }

@@ -43,7 +43,7 @@ pub async fn choice_events(
         let mut watch = watch;
         tokio::pin!(shutdown);
         // A field of the first message (the status frame follows without a blank line).
-        yield retry_field();
+        let mut preamble = Some(retry_field());
         let mut sent = [0u64; 3];
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
         loop {
@@ -58,8 +58,12 @@ pub async fn choice_events(
                 let close = frames.closed.then(|| format!("id: {}\nevent: close\ndata:\n\n", frames.seq));
                 (parts, close)
             };
-            for bytes in fresh_parts.into_iter().flatten() {
-                yield bytes;
+            // One write for what is ready together (at connect: retry and three frames).
+            let mut ready: Vec<Bytes> = preamble.take().into_iter().chain(fresh_parts.into_iter().flatten()).collect();
+            match ready.len() {
+                0 => {}
+                1 => yield ready.remove(0),
+                _ => yield Bytes::from(ready.concat()),
             }
             if let Some(close) = close {
                 yield Bytes::from(close);

@@ -13,6 +13,7 @@ mod browser;
 mod commands;
 mod durability;
 mod garbage;
+mod live;
 mod mcp;
 mod nodes;
 mod ops;
