@@ -14,7 +14,7 @@
 //! local and remote changes are published one at a time and a choice's published version
 //! never goes backwards.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -589,9 +589,12 @@ impl Applying {
 /// Applies every op in one transaction. The outer error means nothing was stored; inner ones
 /// are the ops' own refusals. Results come in the order of `ops`.
 ///
-/// Rows are touched in the order of their choice ids (a stable sort, so two commands on one
-/// choice keep their order): two nodes' batches then lock shared rows in the same order and
-/// never deadlock each other on PostgreSQL.
+/// Commands apply to the rows as memory holds them (read from the store only when memory does
+/// not hold one), several commands on one choice one after the other, and every changed row
+/// is written once, with the version check against the version it was read at. A row that
+/// another node changed in between is read again and its commands applied again. Rows are
+/// touched in the order of their choice ids, so two nodes' batches lock shared rows in the
+/// same order and never deadlock each other on PostgreSQL.
 async fn write_batch(
     store: &Store,
     live: &Live,
@@ -604,114 +607,157 @@ async fn write_batch(
         Op::Note(_) => "",
     });
     let mut tx = store.begin().await?;
+    let now = now_ms();
     let mut applied: Vec<Option<Applied>> = (0..ops.len()).map(|_| None).collect();
-    // The rows this batch has changed so far: a second command on a choice applies to the
-    // first one's result, which memory does not hold until the commit.
-    let mut written: HashMap<String, Choice> = HashMap::new();
+    let mut creates = Vec::new();
+    // Each choice's commands, in order; a BTreeMap keeps the rows in id order.
+    let mut commands: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &i in &order {
-        let now = now_ms();
-        applied[i] = Some(match ops[i] {
+        match ops[i] {
             Op::Create(choice) => {
-                tx.insert(choice).await?;
-                Ok(Applying::choice(
+                creates.push(&**choice);
+                applied[i] = Some(Ok(Applying::choice(
                     EventKind::Created,
                     (**choice).clone(),
                     choice.created_at,
-                ))
+                )));
             }
-            Op::Note(note) => Ok(Applying {
-                kind: crate::note::KIND,
-                source: Some(note.source.clone()),
-                choice: None,
-                at: now,
-                data: note.data(),
-            }),
-            Op::Command { id, command, actor } => {
-                let current = match written.get(id) {
-                    Some(choice) => Some(choice.clone()),
-                    None => live.current(id).map(|c| (*c).clone()),
-                };
-                let applied = apply_command(&mut tx, current, id, command, actor, now).await?;
-                if let Ok(applying) = &applied {
-                    if let Some(choice) = &applying.choice {
-                        written.insert(id.clone(), choice.clone());
-                    }
-                }
-                applied
-            }
-        });
-    }
-    // Events are appended after every row is written, so on PostgreSQL the seq lock is held
-    // only for the inserts and the commit.
-    let mut results: Vec<Option<Result<Arc<Change>, EngineError>>> =
-        (0..ops.len()).map(|_| None).collect();
-    let mut last_seq = None;
-    for &i in &order {
-        let Some(item) = applied[i].take() else {
-            anyhow::bail!("internal: op {i} of the batch was not applied");
-        };
-        results[i] = Some(match item {
-            Ok(applying) => {
-                let event = NewEvent {
-                    at: applying.at,
-                    choice_id: applying.choice.as_ref().map(|c| c.id.as_str()),
-                    source: applying.source.as_deref(),
-                    kind: applying.kind,
-                    data: applying.data,
-                };
-                let event = tx.append(event).await?;
-                last_seq = Some(event.seq);
-                Ok(Arc::new(Change {
-                    event,
-                    choice: applying.choice.map(Arc::new),
+            Op::Note(note) => {
+                applied[i] = Some(Ok(Applying {
+                    kind: crate::note::KIND,
+                    source: Some(note.source.clone()),
+                    choice: None,
+                    at: now,
+                    data: note.data(),
                 }))
             }
-            Err(e) => Err(e),
-        });
+            Op::Command { id, .. } => commands.entry(id.as_str()).or_default().push(i),
+        }
+    }
+    tx.insert_all(&creates).await?;
+    // First against memory, every changed row in one write.
+    let mut written = Vec::new();
+    let mut again = Vec::new();
+    for (&id, indices) in &commands {
+        let held = live.current(id).map(|c| (*c).clone());
+        let from_memory = held.is_some();
+        let current = match held {
+            Some(choice) => Some(choice),
+            None => tx.load(id).await?,
+        };
+        let (results, changed) = apply_commands(current, indices, ops, now);
+        // On a shared database memory may lag another node's commit by moments: a refusal
+        // is checked against the stored row before it is answered.
+        if from_memory && tx.is_shared() && results.iter().any(|(_, r)| r.is_err()) {
+            again.push(id);
+            continue;
+        }
+        for (i, result) in results {
+            applied[i] = Some(result);
+        }
+        written.extend(changed);
+    }
+    let rows: Vec<(&Choice, i64)> = written.iter().map(|(c, v)| (c, *v)).collect();
+    let stale = tx.update_all(&rows).await?;
+    again.extend(stale.iter().map(String::as_str));
+    again.sort_unstable();
+    // Then what another node changed first: read again, apply again, one row at a time.
+    for id in again {
+        let indices = &commands[id];
+        let mut settled = false;
+        for _ in 0..MAX_VERSION_RETRIES {
+            let stored = tx.load(id).await?;
+            if let Some(row) = &stored {
+                // Another node's commit, read before this node has followed it: memory takes
+                // it now, so whoever is told "already final" here reads it as final here too.
+                live.apply(&Arc::new(row.clone()), live.last_seq());
+            }
+            let (results, changed) = apply_commands(stored, indices, ops, now);
+            if let Some((choice, read_version)) = &changed {
+                if !tx.update(choice, *read_version).await? {
+                    continue;
+                }
+            }
+            for (i, result) in results {
+                applied[i] = Some(result);
+            }
+            settled = true;
+            break;
+        }
+        if !settled {
+            for &i in indices {
+                applied[i] = Some(Err(EngineError::Rejected(Rejection::Conflict(
+                    "the choice is changing too fast; try again".into(),
+                ))));
+            }
+        }
+    }
+    // Events last, all in one statement: on PostgreSQL the seq lock is then held only for
+    // their insert and the commit.
+    let mut appending = Vec::new();
+    let mut results: Vec<Option<Result<Arc<Change>, EngineError>>> =
+        (0..ops.len()).map(|_| None).collect();
+    for &i in &order {
+        match applied[i].take() {
+            Some(Ok(applying)) => appending.push((i, applying)),
+            Some(Err(e)) => results[i] = Some(Err(e)),
+            None => anyhow::bail!("internal: op {i} of the batch was not applied"),
+        }
+    }
+    let events = appending
+        .iter()
+        .map(|(_, applying)| NewEvent {
+            at: applying.at,
+            choice_id: applying.choice.as_ref().map(|c| c.id.as_str()),
+            source: applying.source.as_deref(),
+            kind: applying.kind,
+            data: applying.data.clone(),
+        })
+        .collect();
+    let events = tx.append_all(events).await?;
+    let last_seq = events.last().map(|e| e.seq);
+    for ((i, applying), event) in appending.into_iter().zip(events) {
+        results[i] = Some(Ok(Arc::new(Change {
+            event,
+            choice: applying.choice.map(Arc::new),
+        })));
     }
     tx.commit(last_seq).await?;
     Ok(results.into_iter().flatten().collect())
 }
 
-/// Applies a command to the row as memory holds it (`current`), and writes it if the stored
-/// row is still that version. Only when it is not (another node changed it first), or memory
-/// does not hold it, is the row read from the store.
-async fn apply_command(
-    tx: &mut crate::store::Batch,
-    mut current: Option<Choice>,
-    id: &str,
-    command: &Command,
-    actor: &Actor,
+/// A changed row, and the version it was read at (the version check).
+type Written = (Choice, i64);
+
+/// Applies a choice's commands one after the other to `current`; answers each one's outcome
+/// and, if any changed it, the choice after the last with the version it was read at.
+fn apply_commands(
+    current: Option<Choice>,
+    indices: &[usize],
+    ops: &[&Op],
     now: i64,
-) -> anyhow::Result<Applied> {
-    // On a shared database memory may lag another node's commit by moments: a refusal is
-    // checked against the stored row before it is answered.
-    let mut unsure = current.is_some() && tx.is_shared();
-    if current.is_none() {
-        current = tx.load(id).await?;
-    }
-    for _ in 0..MAX_VERSION_RETRIES {
-        let Some(mut choice) = current.take() else {
-            return Ok(Err(EngineError::NotFound));
+) -> (Vec<(usize, Applied)>, Option<Written>) {
+    let Some(mut choice) = current else {
+        let missing = indices.iter().map(|&i| (i, Err(EngineError::NotFound)));
+        return (missing.collect(), None);
+    };
+    let read_version = choice.version;
+    let mut results = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let Op::Command { command, actor, .. } = ops[i] else {
+            continue;
         };
-        let read_version = choice.version;
-        let kind = match choice.apply(command.clone(), actor, now) {
-            Ok(kind) => kind,
-            Err(_) if unsure => {
-                unsure = false;
-                current = tx.load(id).await?;
-                continue;
+        let mut next = choice.clone();
+        match next.apply(command.clone(), actor, now) {
+            Ok(kind) => {
+                choice = next;
+                results.push((i, Ok(Applying::choice(kind, choice.clone(), now))));
             }
-            Err(rejection) => return Ok(Err(EngineError::Rejected(rejection))),
-        };
-        if tx.update(&choice, read_version).await? {
-            return Ok(Ok(Applying::choice(kind, choice, now)));
+            Err(rejection) => results.push((i, Err(EngineError::Rejected(rejection)))),
         }
-        current = tx.load(id).await?;
     }
-    Ok(Err(EngineError::Rejected(Rejection::Conflict(
-        "the choice is changing too fast; try again".into(),
-    ))))
+    let changed = (choice.version != read_version).then_some((choice, read_version));
+    (results, changed)
 }
 
 /// The choice a create or command changed.

@@ -17,19 +17,27 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use crate::choice::Choice;
 use crate::clock::Millis;
 
 const SELECT_CHOICE: &str = "SELECT state FROM choices WHERE id = $1";
-const INSERT_CHOICE: &str = "INSERT INTO choices (id, status, deadline_ms, created_ms, resolved_ms, source, version, state) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// Followed by one `(…)` of 8 parameters per row.
+const INSERT_CHOICES: &str = "INSERT INTO choices (id, status, deadline_ms, created_ms, resolved_ms, source, version, state) VALUES ";
 /// The version check: the row changes only if nobody changed it since it was read.
 const UPDATE_CHOICE: &str = "UPDATE choices SET status = $2, deadline_ms = $3, resolved_ms = $4, version = $5, state = $6 \
      WHERE id = $1 AND version = $7";
-const INSERT_EVENT: &str = "INSERT INTO events (at_ms, choice_id, type, data, source) \
-     VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+/// Followed by one `(…)` of 5 parameters per row.
+const INSERT_EVENTS: &str = "INSERT INTO events (at_ms, choice_id, type, data, source) VALUES ";
+/// The version check for many rows at once (SQLite): one `(…)` of 7 parameters per row
+/// between head and tail: id, status, deadline, resolved, new version, state, read version.
+const UPDATE_CHOICES_HEAD: &str = "UPDATE choices SET status = v.column2, deadline_ms = v.column3, \
+     resolved_ms = v.column4, version = v.column5, state = v.column6 FROM (VALUES ";
+const UPDATE_CHOICES_TAIL: &str =
+    ") AS v WHERE choices.id = v.column1 AND choices.version = v.column7 RETURNING choices.id";
+/// Rows written by one statement at most (parameters stay far below both backends' limits).
+const ROWS_PER_STATEMENT: usize = 256;
 const NOTES_AFTER: &str = "SELECT seq, at_ms, choice_id, type, data FROM events \
      WHERE type = 'note' AND seq > $1 ORDER BY seq LIMIT $2";
 const NOTES_OF_SOURCE_AFTER: &str = "SELECT seq, at_ms, choice_id, type, data FROM events \
@@ -377,65 +385,147 @@ impl Batch {
         row.map(|r| decode_choice(&r)).transpose()
     }
 
-    pub async fn insert(&mut self, choice: &Choice) -> anyhow::Result<()> {
-        sqlx::query(INSERT_CHOICE)
-            .bind(&choice.id)
-            .bind(choice.status.as_str())
-            .bind(choice.deadline)
-            .bind(choice.created_at)
-            .bind(choice.resolved_at)
-            // The column is for queries; the exact text is in `state`. PostgreSQL's TEXT
-            // cannot hold U+0000, and one such source must not fail the whole group commit.
-            .bind(
-                choice
-                    .spec
-                    .source
-                    .as_deref()
-                    .map(|s| s.replace('\0', "\u{FFFD}")),
-            )
-            .bind(choice.version)
-            .bind(serde_json::to_string(choice)?)
-            .execute(&mut *self.tx)
-            .await?;
+    /// Inserts new choices, all in one statement.
+    pub async fn insert_all(&mut self, choices: &[&Choice]) -> anyhow::Result<()> {
+        for chunk in choices.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row(self.backend, INSERT_CHOICES, 8, chunk.len(), "");
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() <= 4);
+            for choice in chunk {
+                query = query
+                    .bind(choice.id.as_str())
+                    .bind(choice.status.as_str())
+                    .bind(choice.deadline)
+                    .bind(choice.created_at)
+                    .bind(choice.resolved_at)
+                    // The column is for queries; the exact text is in `state`. PostgreSQL's
+                    // TEXT cannot hold U+0000, and one such source must not fail the batch.
+                    .bind(
+                        choice
+                            .spec
+                            .source
+                            .as_deref()
+                            .map(|s| s.replace('\0', "\u{FFFD}")),
+                    )
+                    .bind(choice.version)
+                    .bind(serde_json::to_string(choice)?);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
     /// Writes `choice` if the stored row is still at `read_version`; false if someone else
     /// (another node) changed it first.
     pub async fn update(&mut self, choice: &Choice, read_version: i64) -> anyhow::Result<bool> {
-        let done = sqlx::query(UPDATE_CHOICE)
-            .bind(&choice.id)
-            .bind(choice.status.as_str())
-            .bind(choice.deadline)
-            .bind(choice.resolved_at)
-            .bind(choice.version)
-            .bind(serde_json::to_string(choice)?)
-            .bind(read_version)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(self.update_all(&[(choice, read_version)]).await?.is_empty())
     }
 
-    pub async fn append(&mut self, event: NewEvent<'_>) -> anyhow::Result<LogEvent> {
+    /// Writes each choice if its stored row is still at the version given with it (the
+    /// version check); answers the ids of those that were not (another node changed them
+    /// first). On SQLite one statement for all; on PostgreSQL one per row, in the order given,
+    /// so that two nodes' batches lock shared rows in the same order and never deadlock.
+    pub async fn update_all(&mut self, rows: &[(&Choice, i64)]) -> anyhow::Result<Vec<String>> {
+        let mut stale = Vec::new();
+        let per_statement = match self.backend {
+            Backend::Sqlite => ROWS_PER_STATEMENT,
+            Backend::Postgres => 1,
+        };
+        for chunk in rows.chunks(per_statement) {
+            let written: Vec<String> = if let [(choice, read_version)] = chunk {
+                let done = sqlx::query(UPDATE_CHOICE)
+                    .bind(&choice.id)
+                    .bind(choice.status.as_str())
+                    .bind(choice.deadline)
+                    .bind(choice.resolved_at)
+                    .bind(choice.version)
+                    .bind(serde_json::to_string(choice)?)
+                    .bind(read_version)
+                    .execute(&mut *self.tx)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    vec![choice.id.clone()]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                let sql = multi_row(
+                    self.backend,
+                    UPDATE_CHOICES_HEAD,
+                    7,
+                    chunk.len(),
+                    UPDATE_CHOICES_TAIL,
+                );
+                let mut query = sqlx::query_scalar(AssertSqlSafe(sql)).persistent(chunk.len() <= 4);
+                for (choice, read_version) in chunk {
+                    query = query
+                        .bind(choice.id.as_str())
+                        .bind(choice.status.as_str())
+                        .bind(choice.deadline)
+                        .bind(choice.resolved_at)
+                        .bind(choice.version)
+                        .bind(serde_json::to_string(choice)?)
+                        .bind(*read_version);
+                }
+                query.fetch_all(&mut *self.tx).await?
+            };
+            stale.extend(
+                chunk
+                    .iter()
+                    .filter(|(c, _)| !written.contains(&c.id))
+                    .map(|(c, _)| c.id.clone()),
+            );
+        }
+        Ok(stale)
+    }
+
+    /// Appends events in one statement; they get ascending seqs in the order given.
+    pub async fn append_all(&mut self, events: Vec<NewEvent<'_>>) -> anyhow::Result<Vec<LogEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         if self.backend == Backend::Postgres && !self.seq_locked {
             sqlx::query(PG_SEQ_LOCK).execute(&mut *self.tx).await?;
             self.seq_locked = true;
         }
-        let seq: i64 = sqlx::query_scalar(INSERT_EVENT)
-            .bind(event.at)
-            .bind(event.choice_id)
-            .bind(event.kind)
-            .bind(event.data.to_string())
-            .bind(event.source.map(|s| s.replace('\0', "\u{FFFD}")))
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(LogEvent {
-            seq,
-            at: event.at,
-            choice_id: event.choice_id.map(str::to_string),
-            kind: event.kind.to_string(),
-            data: event.data,
-        })
+        let mut appended = Vec::with_capacity(events.len());
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row(
+                self.backend,
+                INSERT_EVENTS,
+                5,
+                chunk.len(),
+                " RETURNING seq",
+            );
+            let mut query = sqlx::query_scalar(AssertSqlSafe(sql)).persistent(chunk.len() <= 4);
+            for event in chunk {
+                query = query
+                    .bind(event.at)
+                    .bind(event.choice_id)
+                    .bind(event.kind)
+                    .bind(event.data.to_string())
+                    .bind(event.source.map(|s| s.replace('\0', "\u{FFFD}")));
+            }
+            // Rows are numbered in the order they are inserted; RETURNING's order is not
+            // promised, so the seqs are sorted back into it.
+            let mut seqs: Vec<i64> = query.fetch_all(&mut *self.tx).await?;
+            seqs.sort_unstable();
+            anyhow::ensure!(
+                seqs.len() == chunk.len(),
+                "an event insert returned {} seqs for {} events",
+                seqs.len(),
+                chunk.len()
+            );
+            for (event, seq) in chunk.iter().zip(seqs) {
+                appended.push(LogEvent {
+                    seq,
+                    at: event.at,
+                    choice_id: event.choice_id.map(str::to_string),
+                    kind: event.kind.to_string(),
+                    data: event.data.clone(),
+                });
+            }
+        }
+        Ok(appended)
     }
 
     /// Commits; on PostgreSQL also tells the other nodes the newest seq (one NOTIFY per
@@ -489,6 +579,33 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
             .downcast_ref::<sqlx::Error>()
             .is_some_and(|e| matches!(e, sqlx::Error::PoolTimedOut))
     })
+}
+
+/// `head` followed by `rows` groups of `columns` parameters, then `tail`: `… ($1, $2), ($3,
+/// $4) …` on PostgreSQL, `… (?, ?), (?, ?) …` on SQLite (which would look every `$N` up by
+/// name). Only our constants and parameter numbers go in; every value is bound, so the
+/// statement is as safe as a literal one.
+fn multi_row(backend: Backend, head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
 }
 
 /// PostgreSQL's TEXT cannot hold U+0000 (the query would fail), and no stored id has one: an
