@@ -578,3 +578,37 @@ async fn a_poller_never_skips_an_event_while_two_nodes_write_at_once() {
     assert_eq!(log.len(), 320);
     assert_eq!(seen, log, "the poller saw every event, in order, once");
 }
+
+#[tokio::test]
+async fn a_change_on_a_is_in_bs_memory_before_b_publishes_it() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let id = id_of(&a.create_yes_no(600.0).await);
+    // B may not have followed the create yet: its first read of the id takes it from the store.
+    let mut viewer =
+        SseClient::connect(&b.client, &b.url(&format!("/choice/{id}/events")), None).await;
+    viewer
+        .until("status", "data-status=\"pending\"", Duration::from_secs(2))
+        .await
+        .expect("B's viewer starts pending");
+    for round in 0..20 {
+        let (action, status) = if round % 2 == 0 {
+            ("pause", "paused")
+        } else {
+            ("resume", "pending")
+        };
+        let (code_, _) = a.command(&id, action, json!({})).await;
+        assert_eq!(code_, StatusCode::OK);
+        viewer
+            .until(
+                "status",
+                &format!("data-status=\"{status}\""),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap_or_else(|| panic!("B's viewer sees {status} within 1 s"));
+        // Published on B means held by B: its reads agree at once, with no retry.
+        assert_eq!(b.choice(&id).await["status"], status, "round {round}");
+    }
+}
