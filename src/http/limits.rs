@@ -436,6 +436,21 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_cap_leaves_room_under_the_open_file_limit() {
+        let cap = streams_the_open_file_limit_allows() as u64;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct passed.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        let files = limit.rlim_cur.min(1 << 20);
+        assert_eq!(files, limit.rlim_max.min(1 << 20), "the soft limit was raised");
+        assert!(cap < files, "{cap} streams under {files} files");
+        assert!(cap >= files - (files / 20).max(256), "{cap} of {files}");
+    }
+
+    #[test]
     fn ipv6_clients_count_by_their_64() {
         let mut ext = axum::http::Extensions::new();
         let addr: SocketAddr = "[2001:db8:1:2:3:4:5:6]:9".parse().expect("addr");
