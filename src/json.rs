@@ -1,9 +1,13 @@
 //! The JSON forms of choices and events, exactly as API.md defines them. Every transport that
 //! speaks JSON (the API, long polls, the event streams, the WebSocket) encodes through here.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-use crate::choice::{Choice, EventKind, Outcome, Status};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::choice::{Choice, EventKind, Mode, OnTimeout, Outcome, Status, Via};
 use crate::clock::{Millis, rfc3339};
 
 /// Seconds as a JSON number: whole seconds print as integers, the rest with milliseconds.
@@ -31,46 +35,140 @@ pub struct Presence {
     pub watchers: Vec<String>,
 }
 
-pub fn choice(c: &Choice, now: Millis, base_url: &str, presence: &Presence) -> Value {
+/// A choice as the API shows it: the type the handlers serialise and the OpenAPI document
+/// describes (one definition for both).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Choice)]
+pub struct ChoiceBody {
+    /// Opaque and unguessable: whoever has it may answer.
+    pub id: String,
+    pub url: String,
+    pub title: String,
+    pub prompt: String,
+    pub mode: Mode,
+    pub options: Vec<OptionBody>,
+    pub min_selections: usize,
+    pub max_selections: usize,
+    #[schema(required = true)]
+    pub placeholder: Option<String>,
+    pub default_selection: Vec<String>,
+    pub on_timeout: OnTimeout,
+    #[serde(serialize_with = "seconds_of")]
+    #[schema(value_type = f64)]
+    pub timeout_seconds: Millis,
+    pub status: Status,
+    /// RFC 3339 UTC; null while paused or final.
+    #[schema(required = true)]
+    pub deadline: Option<String>,
+    pub remaining_seconds: f64,
+    pub created_at: String,
+    #[schema(required = true)]
+    pub resolved_at: Option<String>,
+    #[schema(required = true)]
+    pub result: Option<OutcomeBody>,
+    #[schema(required = true)]
+    pub source: Option<String>,
+    pub round: u32,
+    pub viewers: usize,
+    pub watchers: Vec<Watcher>,
+    pub version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ChoiceOption)]
+pub struct OptionBody {
+    pub id: String,
+    pub label: String,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    pub recommended: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ChoiceResult)]
+pub struct OutcomeBody {
+    pub selection: Vec<String>,
+    #[schema(required = true)]
+    pub text: Option<String>,
+    #[schema(required = true)]
+    pub annotation: Option<String>,
+    pub option_annotations: BTreeMap<String, String>,
+    #[schema(required = true)]
+    pub via: Option<Via>,
+    #[schema(required = true)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Watcher {
+    pub name: String,
+}
+
+fn seconds_of<S: serde::Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    if ms % 1000 == 0 {
+        s.serialize_i64(ms / 1000)
+    } else {
+        s.serialize_f64(*ms as f64 / 1000.0)
+    }
+}
+
+pub fn choice(c: &Choice, now: Millis, base_url: &str, presence: &Presence) -> ChoiceBody {
     let spec = &c.spec;
-    json!({
-        "id": c.id,
-        "url": format!("{base_url}/choice/{}", c.id),
-        "title": spec.title,
-        "prompt": spec.prompt,
-        "mode": spec.mode,
-        "options": spec.options.iter().map(|o| json!({
-            "id": o.id, "label": o.label, "description": o.description, "recommended": o.recommended,
-        })).collect::<Vec<_>>(),
-        "min_selections": spec.min_selections,
-        "max_selections": spec.max_selections,
-        "placeholder": spec.placeholder,
-        "default_selection": spec.default_selection,
-        "on_timeout": spec.on_timeout,
-        "timeout_seconds": seconds(c.timeout_ms),
-        "status": c.status,
-        "deadline": instant(c.deadline),
-        "remaining_seconds": c.remaining_ms(now) as f64 / 1000.0,
-        "created_at": rfc3339(c.created_at),
-        "resolved_at": instant(c.resolved_at),
-        "result": c.result.as_ref().map(outcome),
-        "source": spec.source,
-        "round": c.round,
-        "viewers": presence.viewers,
-        "watchers": presence.watchers.iter().map(|name| json!({"name": name})).collect::<Vec<_>>(),
-        "version": c.version,
-    })
+    ChoiceBody {
+        id: c.id.clone(),
+        url: format!("{base_url}/choice/{}", c.id),
+        title: spec.title.clone(),
+        prompt: spec.prompt.clone(),
+        mode: spec.mode,
+        options: spec
+            .options
+            .iter()
+            .map(|o| OptionBody {
+                id: o.id.clone(),
+                label: o.label.clone(),
+                description: o.description.clone(),
+                recommended: o.recommended,
+            })
+            .collect(),
+        min_selections: spec.min_selections,
+        max_selections: spec.max_selections,
+        placeholder: spec.placeholder.clone(),
+        default_selection: spec.default_selection.clone(),
+        on_timeout: spec.on_timeout,
+        timeout_seconds: c.timeout_ms,
+        status: c.status,
+        deadline: c.deadline.map(rfc3339),
+        remaining_seconds: c.remaining_ms(now) as f64 / 1000.0,
+        created_at: rfc3339(c.created_at),
+        resolved_at: c.resolved_at.map(rfc3339),
+        result: c.result.as_ref().map(OutcomeBody::from),
+        source: spec.source.clone(),
+        round: c.round,
+        viewers: presence.viewers,
+        watchers: presence
+            .watchers
+            .iter()
+            .map(|name| Watcher { name: name.clone() })
+            .collect(),
+        version: c.version,
+    }
+}
+
+impl From<&Outcome> for OutcomeBody {
+    fn from(o: &Outcome) -> OutcomeBody {
+        OutcomeBody {
+            selection: o.selection.clone(),
+            text: o.text.clone(),
+            annotation: o.annotation.clone(),
+            option_annotations: o.option_annotations.clone(),
+            via: o.via,
+            by: o.by.clone(),
+        }
+    }
 }
 
 pub fn outcome(o: &Outcome) -> Value {
-    json!({
-        "selection": o.selection,
-        "text": o.text,
-        "annotation": o.annotation,
-        "option_annotations": o.option_annotations,
-        "via": o.via,
-        "by": o.by,
-    })
+    serde_json::to_value(OutcomeBody::from(o)).unwrap_or(Value::Null)
 }
 
 /// The `data` of an event, read off the choice right after the change, at the event's time.

@@ -21,7 +21,7 @@ pub const MAX_LIST: i64 = 1000;
 
 impl AppState {
     /// A choice as the API shows it, at this moment, with who is watching it.
-    pub fn choice_json(&self, choice: &Choice) -> Value {
+    pub fn choice_json(&self, choice: &Choice) -> crate::json::ChoiceBody {
         crate::json::choice(
             choice,
             now_ms(),
@@ -87,7 +87,7 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
 pub async fn one(
     State(state): State<AppState>,
     PathIds { id, .. }: PathIds,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<crate::json::ChoiceBody>, AppError> {
     let choice = state.engine.get(&id).await?;
     Ok(Json(state.choice_json(&choice)))
 }
@@ -123,7 +123,7 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
         }
     };
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
-    let choices: Vec<Value> = match filter {
+    let choices: Vec<crate::json::ChoiceBody> = match filter {
         ListFilter::Active => state
             .engine
             .live()
@@ -168,7 +168,7 @@ pub async fn wait(
     State(state): State<AppState>,
     PathIds { id, .. }: PathIds,
     params: Params,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<crate::json::ChoiceBody>, AppError> {
     let timeout = params.seconds("timeout", 0.0, 3600.0, 60.0)?;
     let mut shutdown = state.hub.shutdown_signal();
     let choice = tokio::select! {
