@@ -69,18 +69,6 @@ impl Status {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Status> {
-        [
-            Status::Pending,
-            Status::Paused,
-            Status::Submitted,
-            Status::Cancelled,
-            Status::TimedOut,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-    }
-
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -188,20 +176,6 @@ pub enum Command {
     Expire,
 }
 
-impl Command {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Submit(_) => "submit",
-            Command::Cancel { .. } => "cancel",
-            Command::SetTimeout { .. } | Command::AddTimeout { .. } => "timeout",
-            Command::Pause => "pause",
-            Command::Resume => "resume",
-            Command::Reset => "reset",
-            Command::Expire => "expire",
-        }
-    }
-}
-
 /// The kind of change an event records; its data is read off the choice after the change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -216,6 +190,22 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    const ALL: [EventKind; 8] = [
+        EventKind::Created,
+        EventKind::TimeoutChanged,
+        EventKind::Paused,
+        EventKind::Resumed,
+        EventKind::Reset,
+        EventKind::Submitted,
+        EventKind::Cancelled,
+        EventKind::TimedOut,
+    ];
+
+    /// The kind of a stored event's `type`; `None` for a note.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Created => "created",

@@ -137,6 +137,11 @@ pub struct ServeArgs {
     /// it); without it, every client of the proxy is one client to the limits.
     #[arg(long, env = "CHOICEBOARD_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// For benchmarks: the most commands one commit (one fsync) takes; 1 turns group commit
+    /// off, to measure what it gains.
+    #[arg(long, env = "CHOICEBOARD_MAX_BATCH", default_value_t = crate::engine::MAX_BATCH as u64,
+          value_parser = clap::value_parser!(u64).range(1..=crate::engine::MAX_BATCH as u64))]
+    pub max_batch: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -264,6 +269,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         keep: std::time::Duration::from_secs_f64(args.keep.max(60.0)),
         token: args.token,
         limits,
+        max_batch: args.max_batch as usize,
         ..Config::new(args.database)
     };
     server::run(listener, config, shutdown_signal()).await?;

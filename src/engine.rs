@@ -37,6 +37,8 @@ use crate::store::{LogEvent, NewEvent, Store};
 #[derive(Debug)]
 pub struct Change {
     pub event: LogEvent,
+    /// The event's kind; `None` for events of no choice (notes).
+    pub kind: Option<EventKind>,
     /// The choice right after the event; `None` for events of no choice (notes).
     pub choice: Option<Arc<Choice>>,
 }
@@ -114,8 +116,8 @@ struct Job {
     reply: oneshot::Sender<Result<Arc<Change>, EngineError>>,
 }
 
-/// How many jobs one transaction takes at most.
-const MAX_BATCH: usize = 512;
+/// How many jobs one transaction takes at most (`--max-batch` may lower it).
+pub const MAX_BATCH: usize = 512;
 /// Jobs waiting for the writer, at most; more are answered 503 at once.
 const JOBS_QUEUED: usize = 8192;
 /// How often a command retries when another node changed the choice between read and write.
@@ -133,11 +135,16 @@ const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(5);
 impl Engine {
     /// Loads every active choice into the live state, and starts the writer and the deadline
     /// scheduler, arming every pending deadline (overdue ones expire at once).
-    /// `presence_grace`: how long a viewer whose stream dropped is still shown as watching.
+    /// `presence_grace`: how long a viewer whose stream dropped is still shown as watching;
+    /// `max_batch`: the most commands one commit takes (1 to `MAX_BATCH`).
     ///
     /// On a shared database it also starts following the other nodes, and waits a few seconds
     /// for the first LISTEN; if that fails it serves anyway, degraded, and keeps retrying.
-    pub async fn start(store: Store, presence_grace: Duration) -> anyhow::Result<Engine> {
+    pub async fn start(
+        store: Store,
+        presence_grace: Duration,
+        max_batch: usize,
+    ) -> anyhow::Result<Engine> {
         let (jobs, rx) = mpsc::channel(JOBS_QUEUED);
         let (changes, _) = broadcast::channel(4096);
         let scheduler = Scheduler::default();
@@ -175,7 +182,8 @@ impl Engine {
         } else {
             None
         };
-        tokio::spawn(write_loop(Arc::downgrade(&inner), rx, follow));
+        let max_batch = max_batch.clamp(1, MAX_BATCH);
+        tokio::spawn(write_loop(Arc::downgrade(&inner), rx, follow, max_batch));
         tokio::spawn(scheduler.run(Arc::downgrade(&inner)));
         if shared {
             let mut state = inner.listen.clone();
@@ -380,15 +388,6 @@ impl Expire for Inner {
     }
 }
 
-/// The batch cap: `MAX_BATCH`, or less through the undocumented `CHOICEBOARD_MAX_BATCH`, which
-/// the benchmark sets to 1 to measure one commit per command (group commit off).
-fn max_batch() -> usize {
-    std::env::var("CHOICEBOARD_MAX_BATCH")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map_or(MAX_BATCH, |n| n.clamp(1, MAX_BATCH))
-}
-
 /// The writer's view of the shared log: what it has read, and which seqs it wrote itself.
 struct Follow {
     /// Every event up to here has been published (or was this node's own).
@@ -401,8 +400,12 @@ struct Follow {
     wake: mpsc::Sender<()>,
 }
 
-async fn write_loop(inner: Weak<Inner>, mut jobs: mpsc::Receiver<Job>, mut follow: Option<Follow>) {
-    let max_batch = max_batch();
+async fn write_loop(
+    inner: Weak<Inner>,
+    mut jobs: mpsc::Receiver<Job>,
+    mut follow: Option<Follow>,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     loop {
         // Both branches are cancel-safe; `select!` picks fairly, so neither starves.
@@ -498,7 +501,12 @@ async fn follow_log(inner: &Inner, follow: &mut Follow) -> anyhow::Result<()> {
                 // A choice since deleted (retention): nothing to show; pollers still read it.
                 Some(_) => continue,
             };
-            inner.publish(Arc::new(Change { event, choice }));
+            let kind = EventKind::parse(&event.kind);
+            inner.publish(Arc::new(Change {
+                event,
+                kind,
+                choice,
+            }));
         }
         if !full_page {
             return Ok(());
@@ -565,7 +573,8 @@ async fn listen_loop(store: Store, wake: mpsc::Sender<()>, state: watch::Sender<
 type Applied = Result<Applying, EngineError>;
 
 struct Applying {
-    kind: &'static str,
+    /// `None` for a note.
+    kind: Option<EventKind>,
     source: Option<String>,
     /// The choice after the change; none for a note.
     choice: Option<Choice>,
@@ -577,7 +586,7 @@ impl Applying {
     fn choice(kind: EventKind, choice: Choice, at: i64) -> Applying {
         let data = crate::json::event_data(kind, &choice, at);
         Applying {
-            kind: kind.as_str(),
+            kind: Some(kind),
             source: choice.spec.source.clone(),
             choice: Some(choice),
             at,
@@ -624,7 +633,7 @@ async fn write_batch(
             }
             Op::Note(note) => {
                 applied[i] = Some(Ok(Applying {
-                    kind: crate::note::KIND,
+                    kind: None,
                     source: Some(note.source.clone()),
                     choice: None,
                     at: now,
@@ -710,7 +719,7 @@ async fn write_batch(
             at: applying.at,
             choice_id: applying.choice.as_ref().map(|c| c.id.as_str()),
             source: applying.source.as_deref(),
-            kind: applying.kind,
+            kind: applying.kind.map_or(crate::note::KIND, EventKind::as_str),
             data: applying.data.clone(),
         })
         .collect();
@@ -719,6 +728,7 @@ async fn write_batch(
     for ((i, applying), event) in appending.into_iter().zip(events) {
         results[i] = Some(Ok(Arc::new(Change {
             event,
+            kind: applying.kind,
             choice: applying.choice.map(Arc::new),
         })));
     }

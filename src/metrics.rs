@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::choice::EventKind;
 use crate::clock::Millis;
 use crate::engine::{Change, Subscriber};
 
@@ -308,7 +309,7 @@ impl Subscriber for Metrics {
             return;
         };
         let mut inner = self.lock();
-        if change.event.kind == "timed_out" {
+        if change.kind == Some(EventKind::TimedOut) {
             *inner.commands.entry(("expire", "ok")).or_insert(0) += 1;
             if let Some(deadline) = inner.deadlines.remove(&choice.id) {
                 let lag = (change.event.at - deadline).max(0) as f64 / 1000.0;

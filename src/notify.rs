@@ -7,7 +7,6 @@
 //! wait in a bounded queue, and one task delivers them with retries and backoff.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -23,14 +22,6 @@ const QUEUE: usize = 1024;
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Delivery counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct PushStats {
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    pub dropped: AtomicU64,
-}
 
 /// One push, ready to send.
 #[derive(Clone, Debug)]
@@ -50,7 +41,6 @@ pub struct Notifier {
     /// The choices as last seen, for the warning's text and to check it still applies.
     seen: std::sync::Mutex<std::collections::HashMap<String, Arc<Choice>>>,
     base_url: String,
-    pub stats: Arc<PushStats>,
 }
 
 impl Notifier {
@@ -60,14 +50,12 @@ impl Notifier {
             return None;
         }
         let (queue, pushes) = mpsc::channel(QUEUE);
-        let stats = Arc::new(PushStats::default());
-        tokio::spawn(deliver(urls, pushes, stats.clone()));
+        tokio::spawn(deliver(urls, pushes));
         let notifier = Arc::new(Notifier {
             queue,
             warnings: Scheduler::default(),
             seen: Default::default(),
             base_url,
-            stats,
         });
         tokio::spawn(notifier.warnings.clone().run(Arc::downgrade(&notifier)));
         Some(notifier)
@@ -75,7 +63,6 @@ impl Notifier {
 
     fn enqueue(&self, push: Push) {
         if self.queue.try_send(push).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("push queue full; a push was dropped");
         }
     }
@@ -88,7 +75,7 @@ impl Notifier {
 impl Subscriber for Notifier {
     fn changed(&self, change: &Arc<Change>) {
         let Some(c) = &change.choice else { return };
-        if change.event.kind == EventKind::Created.as_str() {
+        if change.kind == Some(EventKind::Created) {
             let what = if c.spec.mode == crate::choice::Mode::Timer {
                 "A timer started"
             } else {
@@ -153,7 +140,7 @@ impl Expire for Notifier {
     }
 }
 
-async fn deliver(urls: Vec<String>, mut pushes: mpsc::Receiver<Push>, stats: Arc<PushStats>) {
+async fn deliver(urls: Vec<String>, mut pushes: mpsc::Receiver<Push>) {
     let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {
@@ -164,18 +151,13 @@ async fn deliver(urls: Vec<String>, mut pushes: mpsc::Receiver<Push>, stats: Arc
     while let Some(push) = pushes.recv().await {
         for url in &urls {
             // Each delivery retries on its own, so a dead receiver never holds up the others.
-            let (client, url, push, stats) =
-                (client.clone(), url.clone(), push.clone(), stats.clone());
+            let (client, url, push) = (client.clone(), url.clone(), push.clone());
             tokio::spawn(async move {
                 let mut wait = FIRST_RETRY;
                 for attempt in 1..=ATTEMPTS {
                     match send(&client, &url, &push).await {
-                        Ok(()) => {
-                            stats.delivered.fetch_add(1, Ordering::Relaxed);
-                            return;
-                        }
+                        Ok(()) => return,
                         Err(e) if attempt == ATTEMPTS => {
-                            stats.failed.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(%url, error = %e, attempts = ATTEMPTS, "a push could not be delivered");
                         }
                         Err(_) => {

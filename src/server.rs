@@ -30,6 +30,8 @@ pub struct Config {
     pub token: Option<String>,
     /// Rate limits, stream caps and timeouts.
     pub limits: Limits,
+    /// The most commands one commit takes (benchmarks set 1: no group commit).
+    pub max_batch: usize,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             keep: std::time::Duration::from_secs(30 * 86_400),
             token: None,
             limits: Limits::default(),
+            max_batch: crate::engine::MAX_BATCH,
         }
     }
 }
@@ -54,7 +57,7 @@ pub async fn run(
     let store = Store::open(&config.database).await?;
     let metrics = Metrics::new();
     metrics.seed_deadlines(store.pending_deadlines().await?);
-    let engine = Engine::start(store.clone(), config.presence_grace).await?;
+    let engine = Engine::start(store.clone(), config.presence_grace, config.max_batch).await?;
     engine.add_subscriber(metrics.clone());
     let hub = Hub::start(engine.live().clone(), store);
     engine.add_subscriber(Arc::new(hub.clone()));

@@ -187,10 +187,6 @@ impl Store {
         })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// Whether other nodes may write to this database too (PostgreSQL), so that this node
     /// must [`listen`](Store::listen) and follow the log to learn of their changes.
     pub fn is_shared(&self) -> bool {

@@ -443,9 +443,16 @@ mod tests {
             rlim_max: 0,
         };
         // SAFETY: getrlimit only writes the struct passed.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
         let files = limit.rlim_cur.min(1 << 20);
-        assert_eq!(files, limit.rlim_max.min(1 << 20), "the soft limit was raised");
+        assert_eq!(
+            files,
+            limit.rlim_max.min(1 << 20),
+            "the soft limit was raised"
+        );
         assert!(cap < files, "{cap} streams under {files} files");
         assert!(cap >= files - (files / 20).max(256), "{cap} of {files}");
     }
