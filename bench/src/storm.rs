@@ -55,19 +55,11 @@ pub async fn run(
     viewers: usize,
     window: Duration,
 ) -> anyhow::Result<Storm> {
-    let tally = Arc::new(Tally::default());
-    let (stop, stop_rx) = watch::channel(false);
-    let (restart_tx, _) = watch::channel(0u64);
     let start = mono_ns();
-    let mut tasks = Vec::with_capacity(viewers);
-    for n in 0..viewers {
-        let path = paths[n % paths.len()].clone();
-        let (tally, stop) = (tally.clone(), stop_rx.clone());
-        let restarted = restart_tx.subscribe();
-        tasks.push(tokio::spawn(async move {
-            viewer(proto, server, n, path, tally, stop, restarted, false).await
-        }));
-    }
+    let crowd = Crowd::spawn(proto, server, paths, viewers, false);
+    let Crowd {
+        tally, stop, tasks, ..
+    } = crowd;
     tokio::time::sleep(window).await;
     let window_s = (mono_ns() - start) as f64 / 1e9;
     let received = tally.bytes.load(Ordering::Relaxed);
@@ -134,18 +126,12 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
-    let tally = Arc::new(Tally::default());
-    let (stop, stop_rx) = watch::channel(false);
-    let (restart_tx, _) = watch::channel(0u64);
-    let mut tasks = Vec::with_capacity(viewers);
-    for n in 0..viewers {
-        let path = paths[n % paths.len()].clone();
-        let (tally, stop) = (tally.clone(), stop_rx.clone());
-        let restarted = restart_tx.subscribe();
-        tasks.push(tokio::spawn(async move {
-            viewer(Proto::Sse, server, n, path, tally, stop, restarted, true).await
-        }));
-    }
+    let Crowd {
+        tally,
+        stop,
+        restart: restart_tx,
+        tasks,
+    } = Crowd::spawn(Proto::Sse, server, paths, viewers, true);
     // Everyone attached first (or 120 s).
     let attach_until = tokio::time::Instant::now() + Duration::from_secs(120);
     while (tally.current.load(Ordering::Relaxed) as usize) < viewers
@@ -188,6 +174,45 @@ where
         all_current_after_up_ms: p[2],
         current_again_ms: [p[0], p[1], p[2]],
     })
+}
+
+/// Viewers of one run, all spawned at once, and what steers them.
+struct Crowd {
+    tally: Arc<Tally>,
+    stop: watch::Sender<bool>,
+    /// Moved once the server is being restarted: lost streams reconnect from then on.
+    restart: watch::Sender<u64>,
+    tasks: Vec<tokio::task::JoinHandle<Seen>>,
+}
+
+impl Crowd {
+    fn spawn(
+        proto: Proto,
+        server: SocketAddr,
+        paths: &[String],
+        viewers: usize,
+        reconnect: bool,
+    ) -> Crowd {
+        let tally = Arc::new(Tally::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let (restart, _) = watch::channel(0u64);
+        let tasks = (0..viewers)
+            .map(|n| {
+                let path = paths[n % paths.len()].clone();
+                let (tally, stop) = (tally.clone(), stop_rx.clone());
+                let restarted = restart.subscribe();
+                tokio::spawn(async move {
+                    viewer(proto, server, n, path, tally, stop, restarted, reconnect).await
+                })
+            })
+            .collect();
+        Crowd {
+            tally,
+            stop,
+            restart,
+            tasks,
+        }
+    }
 }
 
 /// What all viewers of a run have seen so far.
@@ -340,20 +365,7 @@ async fn read_sse(
 ) -> Result<(), Failure> {
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nAccept: text/event-stream\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(failure)?;
-    let mut raw = Vec::with_capacity(1024);
-    let (status, _head, rest) = net::read_head(stream, &mut raw).await.map_err(failure)?;
-    if status != 200 {
-        return Err(Failure {
-            refused: false,
-            status: Some(status),
-            what: String::new(),
-        });
-    }
-    bytes.fetch_add(rest.len() as u64, Ordering::Relaxed);
+    let rest = open(stream, &request, 200, bytes).await?;
     let mut decoder = Chunked::default();
     let mut body = Vec::with_capacity(1024);
     let mut raw = rest;
@@ -395,21 +407,7 @@ async fn read_ws(
     first: &mut Option<u64>,
     seen_first: &mut impl FnMut(&mut Option<u64>),
 ) -> Result<(), Failure> {
-    stream
-        .write_all(net::upgrade_request(server, path).as_bytes())
-        .await
-        .map_err(failure)?;
-    let mut raw = Vec::with_capacity(1024);
-    let (status, _, rest) = net::read_head(stream, &mut raw).await.map_err(failure)?;
-    if status != 101 {
-        return Err(Failure {
-            refused: false,
-            status: Some(status),
-            what: String::new(),
-        });
-    }
-    bytes.fetch_add(rest.len() as u64, Ordering::Relaxed);
-    let mut buf = rest;
+    let mut buf = open(stream, &net::upgrade_request(server, path), 101, bytes).await?;
     loop {
         while let Some(frame) = net::take_frame(&mut buf) {
             match frame {
@@ -431,6 +429,30 @@ async fn read_ws(
         let n = read_some(stream, &mut buf).await?;
         bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
+}
+
+/// Sends the request and reads the answer's head; answers the bytes after it, counted.
+async fn open(
+    stream: &mut TcpStream,
+    request: &str,
+    expected: u16,
+    bytes: &AtomicU64,
+) -> Result<Vec<u8>, Failure> {
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(failure)?;
+    let mut raw = Vec::with_capacity(1024);
+    let (status, _, rest) = net::read_head(stream, &mut raw).await.map_err(failure)?;
+    if status != expected {
+        return Err(Failure {
+            refused: false,
+            status: Some(status),
+            what: String::new(),
+        });
+    }
+    bytes.fetch_add(rest.len() as u64, Ordering::Relaxed);
+    Ok(rest)
 }
 
 async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, Failure> {

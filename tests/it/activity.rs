@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, id_of};
+use crate::helpers::{TestApp, get_text, id_of};
 
 /// A request as the receiver got it: headers (lower-case names) and body.
 #[derive(Clone, Debug)]
@@ -303,26 +303,10 @@ async fn a_source_whose_heartbeats_stop_is_marked_stale() {
         &json!({"source": "quiet", "message": "no heartbeats here"}),
     )
     .await;
-    let fresh = app
-        .client
-        .get(app.url("/board"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let fresh = get_text(&app.client, &app.url("/board")).await;
     assert!(!fresh.contains("data-stale"), "not stale yet: {fresh}");
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let later = app
-        .client
-        .get(app.url("/board"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let later = get_text(&app.client, &app.url("/board")).await;
     assert!(
         later.contains("data-source=\"loop\" data-stale=\"true\""),
         "{later}"

@@ -205,6 +205,18 @@ impl TestApp {
     }
 }
 
+/// The body of `GET url` as text.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("a GET")
+        .text()
+        .await
+        .expect("a text body")
+}
+
 pub fn id_of(choice: &Value) -> String {
     choice["id"].as_str().expect("id").to_string()
 }

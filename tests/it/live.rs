@@ -4,18 +4,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::ServerProcess;
+use crate::helpers::{ServerProcess, get_text};
 
 /// A counter from `/metrics`.
 async fn metric(client: &reqwest::Client, server: &ServerProcess, name: &str) -> u64 {
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(client, &server.url("/metrics")).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{ServerProcess, SseClient, TestApp, code, id_of};
+use crate::helpers::{ServerProcess, SseClient, TestApp, code, get_text, id_of};
 
 #[tokio::test]
 async fn browser_commands_and_creates_past_the_rate_limit_get_429_with_retry_after() {
@@ -519,15 +519,7 @@ async fn metrics_count_choices_commands_latency_streams_deadlines_and_frames() {
         None,
     )
     .await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&app.client, &app.url("/metrics")).await;
     assert!(sample(&text, "choiceboard_open_streams{kind=\"sse\"}") >= 1.0);
     assert_eq!(
         sample(&text, "choiceboard_choices{status=\"pending\"}"),

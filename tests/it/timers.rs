@@ -7,7 +7,7 @@ use serde_json::json;
 
 use choiceboard::http::limits::Limits;
 
-use crate::helpers::{SseClient, TestApp, id_of};
+use crate::helpers::{SseClient, TestApp, get_text, id_of};
 
 fn cookie(viewer: &str, name: Option<&str>) -> String {
     match name {
@@ -271,15 +271,7 @@ async fn the_dashboard_form_creates_a_timer_running_or_paused() {
         ),
         (Some("timer"), Some("paused"), Some(900))
     );
-    let page = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&app.client, &app.url(&location)).await;
     assert!(
         page.contains("<svg") && page.contains(&format!("/choice/{id}")),
         "a QR code and the link"
