@@ -23,6 +23,9 @@ fn instant(ms: Option<Millis>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
 }
 
+/// The display name of a viewer who gave none.
+pub const GUEST: &str = "guest";
+
 /// Who is watching a choice, as the live state counts them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Presence {

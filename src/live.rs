@@ -19,7 +19,7 @@ use tokio::sync::{OnceCell, Semaphore, watch};
 use crate::choice::{Choice, Mode, Status};
 use crate::clock::{Millis, now_ms};
 use crate::frame::{self, Part};
-use crate::json::Presence;
+use crate::json::{GUEST, Presence};
 use crate::store::Store;
 use crate::views;
 
@@ -32,7 +32,6 @@ const READS_QUEUED: usize = 64;
 const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 /// JSON `watchers` lists at most this many names (`viewers` still counts everyone).
 const WATCHERS_LISTED: usize = 100;
-pub const GUEST: &str = "guest";
 
 /// A choice as this node knows it, with the parts of its page that never change (the choice's
 /// spec is fixed at creation), rendered at its first page view and kept with it.

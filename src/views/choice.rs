@@ -57,7 +57,7 @@ pub fn viewers(presence: &Presence) -> Markup {
     let names: Vec<&String> = presence
         .watchers
         .iter()
-        .filter(|n| *n != crate::live::GUEST)
+        .filter(|n| *n != crate::json::GUEST)
         .take(NAMES_SHOWN)
         .collect();
     let more = presence.people.saturating_sub(names.len());
