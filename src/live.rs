@@ -217,7 +217,7 @@ impl Live {
         }
     }
 
-    /// A notes' or other choiceless event's seq.
+    /// The seq of an event of no choice (a note): frames opened from now on carry it.
     pub fn saw(&self, seq: i64) {
         self.inner.seq.fetch_max(seq, Ordering::AcqRel);
     }
