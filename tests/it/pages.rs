@@ -1,0 +1,115 @@
+//! Pages and static files: the choice page and the dashboard as HTML, readable error pages,
+//! HTMX fragments for commands, cached and compressed static files.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, id_of};
+
+#[tokio::test]
+async fn pages_are_html_and_an_unknown_choice_is_a_readable_404() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(60.0).await);
+    let r = app
+        .client
+        .get(app.url(&format!("/choice/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let page = r.text().await.unwrap();
+    for needle in [
+        "id=\"remaining\"",
+        "role=\"timer\"",
+        "data-remaining=",
+        "data-deadline=",
+        "id=\"status\"",
+        "id=\"viewers\"",
+        "<noscript>",
+    ] {
+        assert!(page.contains(needle), "the page has {needle}");
+    }
+    let r = app
+        .client
+        .get(app.url("/choice/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("Not found."));
+    let r = app
+        .client
+        .get(app.url(&format!("/choice/{id}")))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["id"],
+        id.as_str()
+    );
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    assert!(r.text().await.unwrap().contains("id=\"board\""));
+}
+
+#[tokio::test]
+async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_error_box() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(60.0).await);
+    let r = app
+        .client
+        .post(app.url(&format!("/choice/{id}/pause")))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("id=\"status\"")
+            && body.contains("data-status=\"paused\"")
+            && body.contains("hx-swap-oob"),
+        "{body}"
+    );
+    let r = app
+        .client
+        .post(app.url(&format!("/choice/{id}/pause")))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.headers()["hx-retarget"], "#errors");
+    assert!(r.text().await.unwrap().contains("already paused"));
+}
+
+#[tokio::test]
+async fn static_files_are_cached_and_compressed() {
+    let app = TestApp::spawn().await;
+    for path in ["/static/app.js", "/static/app.css"] {
+        let r = app
+            .client
+            .get(app.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            r.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
+    }
+}
