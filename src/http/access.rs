@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{AppError, AppState, Body, cookie, limits::changes_state};
+use super::{AppError, AppState, Body, changes_state, cookie};
 use crate::views;
 
 /// The dashboard's sign-in cookie.
@@ -107,13 +107,13 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let settings = &state.settings;
     if !settings.host_allowed(headers) {
         tracing::warn!(host = ?headers.get(header::HOST), "refused a request for a foreign host name");
-        return render_error(AppError::ForbiddenOrigin, headers);
+        return AppError::ForbiddenOrigin.render_for(headers);
     }
     let upgrade = headers
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if (changes_state(request.method()) || upgrade) && !settings.same_origin(headers) {
-        return render_error(AppError::ForbiddenOrigin, headers);
+        return AppError::ForbiddenOrigin.render_for(headers);
     }
     if let Some(token) = &settings.token {
         let path = request.uri().path();
@@ -129,7 +129,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
                     .is_some_and(|v| v == "cross-site");
                 return login_page(StatusCode::UNAUTHORIZED, &next, None, bounce);
             }
-            return render_error(AppError::Unauthorized, headers);
+            return AppError::Unauthorized.render_for(headers);
         }
     }
     next.run(request).await
@@ -143,28 +143,6 @@ fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"))
-}
-
-/// An error from a middleware, in the form the client reads: an HTMX fragment into the page's
-/// error box, a page for a browser, JSON for everyone else.
-pub fn render_error(e: AppError, headers: &HeaderMap) -> Response {
-    if headers.get("hx-request").is_some_and(|v| v == "true") {
-        let mut response =
-            e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()));
-        let h = response.headers_mut();
-        h.insert("hx-retarget", HeaderValue::from_static("#errors"));
-        h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
-        return response;
-    }
-    let html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    if html {
-        super::pages::page_error(e, None)
-    } else {
-        e.into_response()
-    }
 }
 
 fn login_page(status: StatusCode, next: &str, error: Option<&str>, bounce: bool) -> Response {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -209,15 +209,7 @@ pub async fn command(
         )
             .into_response(),
         (Err(e), Wants::Json) => e.into_response(),
-        (Err(e), Wants::Fragment) => {
-            // htmx 4 swaps error responses too; send this one into the page's error box.
-            let mut response =
-                e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()));
-            let headers = response.headers_mut();
-            headers.insert("hx-retarget", HeaderValue::from_static("#errors"));
-            headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
-            response
-        }
-        (Err(e), Wants::Redirect) => super::pages::page_error(e, Some(&format!("/choice/{id}"))),
+        (Err(e), Wants::Fragment) => e.into_fragment(),
+        (Err(e), Wants::Redirect) => e.into_page(Some(&format!("/choice/{id}"))),
     }
 }

@@ -3,7 +3,7 @@
 //! causes are logged with their chain and answered as an opaque 500.
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -140,6 +140,39 @@ impl AppError {
         self.log();
         let body = render(&self);
         self.decorate((self.status(), body).into_response())
+    }
+
+    /// The error as a page for a browser, with a link `back` to where the person was.
+    pub fn into_page(self, back: Option<&str>) -> Response {
+        self.into_html(|e| crate::views::error_page(e.code(), &e.message(), e.field(), back))
+    }
+
+    /// The error as a fragment for HTMX, sent into the page's error box: htmx 4 swaps error
+    /// responses too, into the request's own target unless told otherwise.
+    pub fn into_fragment(self) -> Response {
+        let mut response =
+            self.into_html(|e| crate::views::error_fragment(e.code(), &e.message(), e.field()));
+        let headers = response.headers_mut();
+        headers.insert("hx-retarget", HeaderValue::from_static("#errors"));
+        headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+        response
+    }
+
+    /// The error in the form the client reads, judged from its headers alone (middlewares do
+    /// not know the route): a fragment for HTMX, a page for a browser, JSON for everyone else.
+    pub fn render_for(self, headers: &HeaderMap) -> Response {
+        if headers.get("hx-request").is_some_and(|v| v == "true") {
+            return self.into_fragment();
+        }
+        let html = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if html {
+            self.into_page(None)
+        } else {
+            self.into_response()
+        }
     }
 }
 

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{Method, request::Parts};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
 
-use super::{AppError, AppState, access::render_error};
+use super::{AppError, AppState, changes_state};
 
 /// The limits a server runs with.
 #[derive(Clone, Debug)]
@@ -323,14 +323,10 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
             state.guards.limits.trust_forwarded_for,
         );
         if let Err(e) = state.guards.take(client.0) {
-            return render_error(e, request.headers());
+            return e.render_for(request.headers());
         }
     }
     next.run(request).await
-}
-
-pub fn changes_state(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Middleware: a request must be answered within the request timeout. Streams are not cut
@@ -363,25 +359,21 @@ pub async fn deadline(State(state): State<AppState>, request: Request, next: Nex
     };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) if !body_done.load(Ordering::Relaxed) => render_error(
-            AppError::RequestTimeout(format!(
-                "the request body did not arrive within {} s",
-                limit.as_secs_f64()
-            )),
-            &headers,
-        ),
+        Err(_) if !body_done.load(Ordering::Relaxed) => AppError::RequestTimeout(format!(
+            "the request body did not arrive within {} s",
+            limit.as_secs_f64()
+        ))
+        .render_for(&headers),
         Err(_) => {
             tracing::warn!(
                 limit_s = limit.as_secs_f64(),
                 "a request took longer than the request timeout"
             );
-            render_error(
-                AppError::Unavailable(format!(
-                    "the server could not answer within {} s; try again",
-                    limit.as_secs_f64()
-                )),
-                &headers,
-            )
+            AppError::Unavailable(format!(
+                "the server could not answer within {} s; try again",
+                limit.as_secs_f64()
+            ))
+            .render_for(&headers)
         }
     }
 }

@@ -37,6 +37,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
+/// Does this request change state (anything but GET, HEAD and OPTIONS)? Such requests take a
+/// token from the rate limit and must come from one of our own pages.
+pub fn changes_state(method: &axum::http::Method) -> bool {
+    use axum::http::Method;
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 /// Bodies larger than this get 413 `too_large`.
 pub const BODY_LIMIT: usize = 1 << 20;
 

@@ -60,7 +60,7 @@ pub async fn choice(
     let entry = match state.engine.entry(&id).await {
         Ok(entry) => entry,
         Err(e) if wants_json(&headers) => return AppError::from(e).into_response(),
-        Err(e) => return page_error(AppError::from(e), None),
+        Err(e) => return AppError::from(e).into_page(None),
     };
     let choice = &entry.choice;
     if wants_json(&headers) {
@@ -88,11 +88,6 @@ pub async fn choice(
         }
     }
     response
-}
-
-pub fn page_error(e: AppError, back: Option<&str>) -> Response {
-    let back = back.map(str::to_string);
-    e.into_html(|e| views::error_page(e.code(), &e.message(), e.field(), back.as_deref()))
 }
 
 pub async fn stylesheet() -> Response {
@@ -153,7 +148,7 @@ pub async fn set_name(
         return if htmx {
             e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()))
         } else {
-            page_error(e, Some(&back))
+            e.into_page(Some(&back))
         };
     }
     if let Some(key) = viewer_of(&headers).key {
@@ -223,6 +218,6 @@ pub async fn new_timer(State(state): State<AppState>, Body(body): Body) -> Respo
             [(header::LOCATION, format!("/choice/{}", timer.id))],
         )
             .into_response(),
-        Err(e) => page_error(e, None),
+        Err(e) => e.into_page(None),
     }
 }
