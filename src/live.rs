@@ -192,27 +192,7 @@ impl Live {
             if hot.contains_key(&choice.id) {
                 continue;
             }
-            let mut cold = lock(&shared.cold);
-            let cached = cold.entries.get(&choice.id).cloned().flatten();
-            if cached
-                .as_ref()
-                .is_some_and(|e| e.choice.version >= choice.version)
-            {
-                return;
-            }
-            let page = cached.map(|e| e.page).unwrap_or_default();
-            if choice.status.is_final() {
-                cold.put(Entry {
-                    choice: choice.clone(),
-                    page,
-                });
-            } else {
-                cold.entries.remove(&choice.id);
-                hot.insert(
-                    choice.id.clone(),
-                    Arc::new(Topic::new(choice.clone(), seq, page)),
-                );
-            }
+            place(&mut hot, &mut lock(&shared.cold), choice.clone(), seq);
             return;
         }
     }
@@ -276,34 +256,17 @@ impl Live {
             return Some(topic.entry());
         }
         let mut cold = lock(&shared.cold);
-        if let Some(held) = cold.entries.get(id) {
-            let newer = match (held, &read) {
-                (Some(held), Some(read)) => held.choice.version >= read.version,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if newer {
-                return held.clone();
-            }
-        }
-        let Some(choice) = read else {
-            cold.put_missing(id);
-            return None;
-        };
-        if choice.status.is_final() {
-            let entry = Entry {
-                choice,
-                page: Arc::default(),
-            };
-            cold.put(entry.clone());
-            Some(entry)
-        } else {
-            // Active, and not here yet: another node's create this node has not followed yet.
-            cold.entries.remove(id);
-            let topic = Arc::new(Topic::new(choice, self.last_seq(), Arc::default()));
-            let entry = topic.entry();
-            hot.insert(id.to_string(), topic);
-            Some(entry)
+        match read {
+            // An active one not here yet is another node's create, not followed yet.
+            Some(choice) => Some(place(&mut hot, &mut cold, choice, self.last_seq())),
+            None => match cold.entries.get(id) {
+                // Held already (the read began before a create was applied): keep it.
+                Some(Some(held)) => Some(held.clone()),
+                _ => {
+                    cold.put_missing(id);
+                    None
+                }
+            },
         }
     }
 
@@ -403,12 +366,8 @@ impl Live {
     }
 
     /// Choices held with their frames: every active one, and final ones being watched.
-    pub fn len(&self) -> usize {
+    pub fn topics(&self) -> usize {
         lock(&self.inner.hot).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Choices read from the store because memory did not hold them.
@@ -521,6 +480,36 @@ impl Live {
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
         self.live.leave(&self.id, &self.key);
+    }
+}
+
+/// Puts a choice the live set does not hold where it belongs, the live set if it is active,
+/// the cache if final; unless the cache holds as new a version already. Answers what is held.
+fn place(
+    hot: &mut HashMap<String, Arc<Topic>>,
+    cold: &mut Cache,
+    choice: Arc<Choice>,
+    seq: i64,
+) -> Entry {
+    let cached = cold.entries.get(&choice.id).cloned().flatten();
+    if let Some(held) = cached
+        .as_ref()
+        .filter(|e| e.choice.version >= choice.version)
+    {
+        return held.clone();
+    }
+    // The spec never changes: the page rendered for an older version serves this one too.
+    let page = cached.map(|e| e.page).unwrap_or_default();
+    if choice.status.is_final() {
+        let entry = Entry { choice, page };
+        cold.put(entry.clone());
+        entry
+    } else {
+        cold.entries.remove(&choice.id);
+        let topic = Arc::new(Topic::new(choice, seq, page));
+        let entry = topic.entry();
+        hot.insert(entry.choice.id.clone(), topic);
+        entry
     }
 }
 

@@ -92,13 +92,7 @@ pub async fn run(
             (latencies, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (latencies, e) = task.await?;
-        all.extend(latencies);
-        errors += e;
-    }
+    let (mut all, errors) = join(tasks).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     let completed = all.len() as u64;
@@ -177,13 +171,7 @@ pub async fn long_polls(
             (latencies, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (latencies, e) = task.await?;
-        all.extend(latencies);
-        errors += e;
-    }
+    let (mut all, errors) = join(tasks).await?;
     let answered = all.len() as u64;
     let p = percentiles(&mut all, &[50.0, 99.0, 100.0]);
     Ok(LongPolls {
@@ -192,4 +180,18 @@ pub async fn long_polls(
         errors,
         latency_ms: [p[0], p[1], p[2]],
     })
+}
+
+/// Every client's latencies (ms) together, and their errors summed.
+async fn join(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<f64>, u64)>>,
+) -> anyhow::Result<(Vec<f64>, u64)> {
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await?;
+        all.extend(latencies);
+        errors += e;
+    }
+    Ok((all, errors))
 }

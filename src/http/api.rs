@@ -123,25 +123,19 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
         }
     };
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
-    let choices: Vec<crate::json::ChoiceBody> = match filter {
-        ListFilter::Active => state
-            .engine
-            .live()
-            .active()
-            .iter()
-            .take(limit as usize)
-            .map(|c| state.choice_json(c))
-            .collect(),
+    let choices: Vec<std::sync::Arc<Choice>> = match filter {
+        ListFilter::Active => state.engine.live().active(),
         // History is the store's.
-        _ => state
-            .engine
-            .store()
-            .list(filter, limit)
-            .await?
-            .iter()
-            .map(|c| state.choice_json(c))
-            .collect(),
+        _ => {
+            let rows = state.engine.store().list(filter, limit).await?;
+            rows.into_iter().map(std::sync::Arc::new).collect()
+        }
     };
+    let choices: Vec<_> = choices
+        .iter()
+        .take(limit as usize)
+        .map(|c| state.choice_json(c))
+        .collect();
     Ok(Json(json!({ "choices": choices })))
 }
 

@@ -117,7 +117,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         frames_skipped: hub.frames_skipped.load(Ordering::Relaxed),
         rate_limited: state.guards.rate_limited.load(Ordering::Relaxed),
         streams_refused: state.guards.streams_refused.load(Ordering::Relaxed),
-        live_choices: state.engine.live().len(),
+        live_choices: state.engine.live().topics(),
         store_reads: state.engine.live().store_reads(),
     };
     Ok((
