@@ -57,6 +57,13 @@ pub struct AskArgs {
     /// Who is asking (a program or project), shown on the dashboard.
     #[arg(long, env = "CHOICEBOARD_SOURCE")]
     pub source: Option<String>,
+    /// A person whose vote decides (single and multi); repeat for each. Each gets a link of
+    /// their own, printed on stderr.
+    #[arg(long = "approver", value_name = "NAME")]
+    pub approvers: Vec<String>,
+    /// How many approvers must vote the same (default: all of them).
+    #[arg(long, value_name = "N")]
+    pub quorum: Option<u64>,
     #[command(flatten)]
     pub server: ServerArgs,
     /// Print the whole final choice as JSON instead of the selected ids.
@@ -104,6 +111,8 @@ impl AskArgs {
             }),
             timeout_seconds: self.timeout,
             source: self.source.clone(),
+            approvers: (!self.approvers.is_empty()).then(|| self.approvers.clone()),
+            quorum: self.quorum,
             ..CreateRequest::default()
         }
     }
@@ -161,6 +170,9 @@ async fn ask(
         }
     };
     eprintln!("choiceboard: {} — answer at {}", created.title, created.url);
+    for (name, link) in &created.approver_links {
+        eprintln!("choiceboard: {name} votes at {link}");
+    }
     if args.open {
         open_in_browser(&created.url);
     }

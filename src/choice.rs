@@ -18,6 +18,7 @@ pub const MAX_SOURCE: usize = 64;
 pub const MAX_TEXT: usize = 20_000;
 pub const MAX_ANNOTATION: usize = 2_000;
 pub const MAX_NAME: usize = 40;
+pub const MAX_APPROVERS: usize = 50;
 pub const MIN_TIMEOUT_MS: Millis = 1_000;
 pub const MAX_TIMEOUT_MS: Millis = 604_800_000;
 pub const DEFAULT_TIMEOUT_MS: Millis = 300_000;
@@ -115,6 +116,33 @@ pub struct Spec {
     pub default_selection: Vec<String>,
     pub on_timeout: OnTimeout,
     pub source: Option<String>,
+    /// Set when named people decide by vote instead of the first answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// The people whose votes decide a choice, and how many of them must agree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub approvers: Vec<Approver>,
+    pub quorum: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approver {
+    pub name: String,
+    /// The SHA-256 of the approver's key. The key itself is given out once, in the answer to
+    /// the create request, and kept nowhere: a leaked database or log holds no vote.
+    pub key_hash: String,
+}
+
+/// An approver's latest vote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vote {
+    pub approver: String,
+    pub selection: Vec<String>,
+    pub annotation: Option<String>,
+    pub at: Millis,
 }
 
 /// A person's (or the deadline's) answer, as recorded once final.
@@ -126,6 +154,9 @@ pub struct Outcome {
     pub option_annotations: BTreeMap<String, String>,
     pub via: Option<Via>,
     pub by: Option<String>,
+    /// Every approver's latest vote, when approvers decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
 }
 
 /// A choice's whole state. Stored as one JSON document beside the columns the store queries.
@@ -145,6 +176,9 @@ pub struct Choice {
     pub result: Option<Outcome>,
     pub round: u32,
     pub version: i64,
+    /// The approvers' latest votes so far, in the order they were cast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
 }
 
 /// A submitted answer before it is checked against the choice.
@@ -154,6 +188,8 @@ pub struct Answer {
     pub text: Option<String>,
     pub annotation: Option<String>,
     pub option_annotations: BTreeMap<String, String>,
+    /// An approver's key (`as`), on a choice that approvers decide.
+    pub approver_key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -184,18 +220,21 @@ pub enum EventKind {
     Paused,
     Resumed,
     Reset,
+    /// An approver voted and the choice is still open.
+    Voted,
     Submitted,
     Cancelled,
     TimedOut,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 8] = [
+    const ALL: [EventKind; 9] = [
         EventKind::Created,
         EventKind::TimeoutChanged,
         EventKind::Paused,
         EventKind::Resumed,
         EventKind::Reset,
+        EventKind::Voted,
         EventKind::Submitted,
         EventKind::Cancelled,
         EventKind::TimedOut,
@@ -213,6 +252,7 @@ impl EventKind {
             EventKind::Paused => "paused",
             EventKind::Resumed => "resumed",
             EventKind::Reset => "reset",
+            EventKind::Voted => "voted",
             EventKind::Submitted => "submitted",
             EventKind::Cancelled => "cancelled",
             EventKind::TimedOut => "timed_out",
@@ -232,7 +272,12 @@ impl EventKind {
 pub enum Rejection {
     AlreadyFinal,
     Conflict(String),
-    Invalid { field: String, message: String },
+    Invalid {
+        field: String,
+        message: String,
+    },
+    /// A vote without a key of one of the choice's approvers.
+    NotAnApprover(String),
 }
 
 pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Rejection {
@@ -269,6 +314,7 @@ impl Choice {
             result: None,
             round: 1,
             version: 1,
+            votes: Vec::new(),
         }
     }
 
@@ -293,11 +339,20 @@ impl Choice {
             return Err(Rejection::AlreadyFinal);
         }
         let kind = match command {
-            Command::Submit(answer) => {
-                let outcome = self.check_answer(answer, actor)?;
-                self.finish(Status::Submitted, outcome, now);
-                EventKind::Submitted
-            }
+            Command::Submit(answer) => match self.spec.approval.clone() {
+                Some(approval) => self.vote(&approval, answer, actor, now)?,
+                None if answer.approver_key.is_some() => {
+                    return Err(invalid(
+                        "as",
+                        "this choice has no approvers; answer without a key",
+                    ));
+                }
+                None => {
+                    let outcome = self.check_answer(answer, actor)?;
+                    self.finish(Status::Submitted, outcome, now);
+                    EventKind::Submitted
+                }
+            },
             Command::Cancel { annotation } => {
                 let annotation = bounded_note(annotation, "annotation")?;
                 let outcome = Outcome {
@@ -396,12 +451,85 @@ impl Choice {
         }
     }
 
-    fn finish(&mut self, status: Status, outcome: Outcome, now: Millis) {
+    fn finish(&mut self, status: Status, mut outcome: Outcome, now: Millis) {
+        outcome.votes = self.votes.clone();
         self.status = status;
         self.deadline = None;
         self.paused_remaining = None;
         self.resolved_at = Some(now);
         self.result = Some(outcome);
+    }
+
+    /// An approver's vote: recorded as their latest, then counted. It decides the choice when
+    /// `quorum` latest votes agree, and cancels it once no selection can reach the quorum with
+    /// the votes still to come; otherwise the choice stays open.
+    fn vote(
+        &mut self,
+        approval: &Approval,
+        mut answer: Answer,
+        actor: &Actor,
+        now: Millis,
+    ) -> Result<EventKind, Rejection> {
+        let key = answer.approver_key.take().ok_or_else(|| {
+            Rejection::NotAnApprover(
+                "only this choice's approvers may answer it: use your approver link".into(),
+            )
+        })?;
+        let name = approver_of(approval, &key)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Rejection::NotAnApprover("this key is not one of this choice's approvers".into())
+            })?;
+        let voter = Actor {
+            via: actor.via,
+            by: Some(name.clone()),
+        };
+        let outcome = self.check_answer(answer, &voter)?;
+        self.votes.retain(|v| v.approver != name);
+        self.votes.push(Vote {
+            approver: name,
+            selection: outcome.selection.clone(),
+            annotation: outcome.annotation.clone(),
+            at: now,
+        });
+        let agreeing = self.agreeing_with(&outcome.selection);
+        let still_to_vote = approval.approvers.len().saturating_sub(self.votes.len());
+        if agreeing >= approval.quorum {
+            self.finish(Status::Submitted, outcome, now);
+            Ok(EventKind::Submitted)
+        } else if self.leading_votes() + still_to_vote < approval.quorum {
+            let no_quorum = Outcome {
+                annotation: Some("no quorum".into()),
+                via: Some(actor.via),
+                ..Outcome::default()
+            };
+            self.finish(Status::Cancelled, no_quorum, now);
+            Ok(EventKind::Cancelled)
+        } else {
+            Ok(EventKind::Voted)
+        }
+    }
+
+    /// How many more agreeing votes the leading selection needs; `None` without approvers.
+    pub fn votes_needed(&self) -> Option<usize> {
+        let approval = self.spec.approval.as_ref()?;
+        Some(approval.quorum.saturating_sub(self.leading_votes()))
+    }
+
+    fn agreeing_with(&self, selection: &[String]) -> usize {
+        self.votes
+            .iter()
+            .filter(|v| same_selection(&v.selection, selection))
+            .count()
+    }
+
+    /// The most latest votes any one selection has.
+    fn leading_votes(&self) -> usize {
+        self.votes
+            .iter()
+            .map(|v| self.agreeing_with(&v.selection))
+            .max()
+            .unwrap_or(0)
     }
 
     fn check_answer(&self, answer: Answer, actor: &Actor) -> Result<Outcome, Rejection> {
@@ -475,8 +603,31 @@ impl Choice {
             option_annotations,
             via: Some(actor.via),
             by: actor.by.clone(),
+            votes: Vec::new(),
         })
     }
+}
+
+/// The name of the approver whose key this is.
+pub fn approver_of<'a>(approval: &'a Approval, key: &str) -> Option<&'a str> {
+    let hash = key_hash(key);
+    approval
+        .approvers
+        .iter()
+        .find(|a| a.key_hash == hash)
+        .map(|a| a.name.as_str())
+}
+
+/// Two selections agree when they hold the same options, in whatever order.
+fn same_selection(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|id| b.contains(id))
+}
+
+/// What is stored of an approver's key: its SHA-256, URL-safe base64.
+pub fn key_hash(key: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(key.as_bytes()))
 }
 
 fn selection_bounds(spec: &Spec) -> String {
@@ -560,6 +711,15 @@ pub struct CreateRequest {
     pub source: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub start_paused: bool,
+    /// single and multi: 1 to 50 unique names (1 to 40 characters) whose votes decide. Each
+    /// gets a link of its own in the answer (`approver_links`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 50)]
+    pub approvers: Option<Vec<String>>,
+    /// How many approvers must vote the same: 1 to the number of approvers; default all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 50)]
+    pub quorum: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -685,6 +845,7 @@ impl TryFrom<CreateRequest> for NewChoice {
         if let Some(s) = &source {
             check_len("source", s, MAX_SOURCE)?;
         }
+        let approval = parse_approval(mode, req.approvers, req.quorum)?;
         Ok(NewChoice {
             spec: Spec {
                 title,
@@ -697,11 +858,97 @@ impl TryFrom<CreateRequest> for NewChoice {
                 default_selection,
                 on_timeout: req.on_timeout.unwrap_or(OnTimeout::SubmitDefault),
                 source,
+                approval,
             },
             timeout_ms,
             start_paused: req.start_paused,
         })
     }
+}
+
+impl NewChoice {
+    /// Gives each approver a fresh key, keeps only its hash, and answers `(name, key)` in the
+    /// approvers' order: the one time the keys are seen.
+    pub fn issue_approver_keys<E>(
+        &mut self,
+        mut fresh_key: impl FnMut() -> Result<String, E>,
+    ) -> Result<Vec<(String, String)>, E> {
+        let Some(approval) = &mut self.spec.approval else {
+            return Ok(Vec::new());
+        };
+        let mut keys = Vec::with_capacity(approval.approvers.len());
+        for approver in &mut approval.approvers {
+            let key = fresh_key()?;
+            approver.key_hash = key_hash(&key);
+            keys.push((approver.name.clone(), key));
+        }
+        Ok(keys)
+    }
+}
+
+/// The approvers and quorum of a create request; their keys are issued afterwards.
+fn parse_approval(
+    mode: Mode,
+    names: Option<Vec<String>>,
+    quorum: Option<u64>,
+) -> Result<Option<Approval>, Rejection> {
+    let Some(names) = names else {
+        return match quorum {
+            Some(_) => Err(invalid("quorum", "a quorum needs approvers")),
+            None => Ok(None),
+        };
+    };
+    if !matches!(mode, Mode::Single | Mode::Multi) {
+        return Err(invalid(
+            "approvers",
+            format!(
+                "{} mode takes no approvers; use single or multi",
+                mode.as_str()
+            ),
+        ));
+    }
+    if names.is_empty() || names.len() > MAX_APPROVERS {
+        return Err(invalid(
+            "approvers",
+            format!("approvers lists 1 to {MAX_APPROVERS} names"),
+        ));
+    }
+    let mut approvers: Vec<Approver> = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let field = format!("approvers[{i}]");
+        let name = name.trim().to_string();
+        if name.is_empty() || name.chars().count() > MAX_NAME {
+            return Err(invalid(
+                field,
+                format!("an approver's name is 1 to {MAX_NAME} characters"),
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(invalid(
+                field,
+                "an approver's name may not contain control characters",
+            ));
+        }
+        if approvers.iter().any(|a| a.name == name) {
+            return Err(invalid(field, format!("approver {name:?} is listed twice")));
+        }
+        approvers.push(Approver {
+            name,
+            key_hash: String::new(),
+        });
+    }
+    let n = approvers.len();
+    let quorum = match quorum {
+        None => n,
+        Some(q) if (1..=n as u64).contains(&q) => q as usize,
+        Some(_) => {
+            return Err(invalid(
+                "quorum",
+                format!("quorum must be between 1 and {n}, the number of approvers"),
+            ));
+        }
+    };
+    Ok(Some(Approval { approvers, quorum }))
 }
 
 fn parse_options(
@@ -974,6 +1221,184 @@ mod tests {
         );
     }
 
+    /// A single choice over yes/no/maybe that `names` decide, and each approver's key.
+    fn approved(mode: Mode, names: &[&str], quorum: Option<u64>) -> (Choice, Vec<String>) {
+        let req = CreateRequest {
+            title: "Deploy?".into(),
+            mode: Some(mode),
+            options: Some(
+                ["yes", "no", "maybe"]
+                    .map(|id| OptionRequest {
+                        id: id.into(),
+                        ..Default::default()
+                    })
+                    .to_vec(),
+            ),
+            approvers: Some(names.iter().map(|n| n.to_string()).collect()),
+            quorum,
+            timeout_seconds: Some(60.0),
+            ..Default::default()
+        };
+        let mut new = NewChoice::try_from(req).expect("valid");
+        let mut n = 0;
+        let keys = new
+            .issue_approver_keys(|| {
+                n += 1;
+                Ok::<_, ()>(format!("key-{n}"))
+            })
+            .expect("keys");
+        let choice = Choice::new("c1".into(), new, T0);
+        (choice, keys.into_iter().map(|(_, key)| key).collect())
+    }
+
+    fn vote(key: &str, ids: &[&str]) -> Command {
+        Command::Submit(Answer {
+            selection: ids.iter().map(|s| s.to_string()).collect(),
+            approver_key: Some(key.to_string()),
+            ..Answer::default()
+        })
+    }
+
+    #[test]
+    fn two_of_three_matching_votes_decide_and_a_third_finds_it_final() {
+        let (mut c, keys) = approved(Mode::Single, &["ana", "bo", "cy"], Some(2));
+        assert!(matches!(
+            c.apply(submit(&["yes"]), &web(), T0),
+            Err(Rejection::NotAnApprover(_))
+        ));
+        assert!(matches!(
+            c.apply(vote("key-of-another-choice", &["yes"]), &web(), T0),
+            Err(Rejection::NotAnApprover(_))
+        ));
+        assert_eq!(c.version, 1, "refused votes change nothing");
+        assert_eq!(
+            c.apply(vote(&keys[0], &["yes"]), &web(), T0 + 1),
+            Ok(EventKind::Voted)
+        );
+        assert_eq!(c.status, Status::Pending);
+        assert_eq!(c.votes_needed(), Some(1));
+        assert_eq!(
+            c.apply(vote(&keys[2], &["yes"]), &web(), T0 + 2),
+            Ok(EventKind::Submitted)
+        );
+        let result = c.result.clone().expect("final");
+        assert_eq!(result.selection, vec!["yes".to_string()]);
+        assert_eq!(result.by.as_deref(), Some("cy"));
+        let voters: Vec<&str> = result.votes.iter().map(|v| v.approver.as_str()).collect();
+        assert_eq!(voters, ["ana", "cy"]);
+        assert_eq!(
+            c.apply(vote(&keys[1], &["yes"]), &web(), T0 + 3),
+            Err(Rejection::AlreadyFinal)
+        );
+    }
+
+    #[test]
+    fn a_split_vote_that_can_no_longer_reach_the_quorum_cancels() {
+        let (mut c, keys) = approved(Mode::Single, &["ana", "bo", "cy"], None);
+        assert_eq!(c.spec.approval.as_ref().map(|a| a.quorum), Some(3));
+        c.apply(vote(&keys[0], &["yes"]), &web(), T0)
+            .expect("votes");
+        assert_eq!(
+            c.apply(vote(&keys[1], &["no"]), &web(), T0),
+            Ok(EventKind::Cancelled)
+        );
+        let result = c.result.expect("final");
+        assert_eq!(result.annotation.as_deref(), Some("no quorum"));
+        assert_eq!(result.votes.len(), 2);
+    }
+
+    #[test]
+    fn a_changed_vote_counts_once_and_order_does_not_matter_in_multi() {
+        let (mut c, keys) = approved(Mode::Single, &["ana", "bo", "cy"], Some(2));
+        c.apply(vote(&keys[0], &["yes"]), &web(), T0)
+            .expect("votes");
+        assert_eq!(
+            c.apply(vote(&keys[0], &["yes"]), &web(), T0 + 1),
+            Ok(EventKind::Voted),
+            "the same approver twice is still one vote"
+        );
+        c.apply(vote(&keys[0], &["no"]), &web(), T0 + 2)
+            .expect("changes");
+        assert_eq!(c.votes.len(), 1);
+        assert_eq!(c.votes[0].selection, vec!["no".to_string()]);
+        assert_eq!(
+            c.apply(vote(&keys[1], &["yes"]), &web(), T0 + 3),
+            Ok(EventKind::Voted),
+            "ana's first vote no longer counts"
+        );
+
+        let (mut m, keys) = approved(Mode::Multi, &["ana", "bo"], None);
+        m.apply(vote(&keys[0], &["yes", "maybe"]), &web(), T0)
+            .expect("votes");
+        assert_eq!(
+            m.apply(vote(&keys[1], &["maybe", "yes"]), &web(), T0),
+            Ok(EventKind::Submitted)
+        );
+    }
+
+    #[test]
+    fn the_deadline_keeps_the_votes_and_a_key_on_an_open_choice_is_refused() {
+        let (mut c, keys) = approved(Mode::Single, &["ana", "bo"], None);
+        c.apply(vote(&keys[0], &["yes"]), &web(), T0)
+            .expect("votes");
+        c.apply(Command::Expire, &web(), T0 + 60_000).expect("due");
+        assert_eq!(c.status, Status::TimedOut);
+        assert_eq!(c.result.expect("final").votes.len(), 1);
+
+        let mut open = choice(Mode::Single, 60.0, OnTimeout::SubmitDefault);
+        assert!(matches!(
+            open.apply(vote("key-1", &["yes"]), &web(), T0),
+            Err(Rejection::Invalid { field, .. }) if field == "as"
+        ));
+    }
+
+    #[test]
+    fn approvers_and_quorum_are_checked_at_creation() {
+        let field_of = |mode: Mode, names: Vec<&str>, quorum: Option<u64>| {
+            let req = CreateRequest {
+                title: "x".into(),
+                mode: Some(mode),
+                options: (mode.has_options()).then(|| {
+                    vec![OptionRequest {
+                        id: "a".into(),
+                        ..Default::default()
+                    }]
+                }),
+                approvers: Some(names.into_iter().map(String::from).collect()),
+                quorum,
+                ..Default::default()
+            };
+            match NewChoice::try_from(req) {
+                Err(Rejection::Invalid { field, .. }) => field,
+                other => panic!("expected invalid, got {other:?}"),
+            }
+        };
+        assert_eq!(field_of(Mode::Text, vec!["ana"], None), "approvers");
+        assert_eq!(field_of(Mode::Hybrid, vec!["ana"], None), "approvers");
+        assert_eq!(field_of(Mode::Timer, vec!["ana"], None), "approvers");
+        assert_eq!(field_of(Mode::Single, vec![], None), "approvers");
+        assert_eq!(
+            field_of(Mode::Single, vec!["ana", "ana"], None),
+            "approvers[1]"
+        );
+        assert_eq!(field_of(Mode::Single, vec![" "], None), "approvers[0]");
+        assert_eq!(field_of(Mode::Single, vec!["ana", "bo"], Some(0)), "quorum");
+        assert_eq!(field_of(Mode::Single, vec!["ana", "bo"], Some(3)), "quorum");
+        let quorum_alone = CreateRequest {
+            title: "x".into(),
+            options: Some(vec![OptionRequest {
+                id: "a".into(),
+                ..Default::default()
+            }]),
+            quorum: Some(1),
+            ..Default::default()
+        };
+        assert!(matches!(
+            NewChoice::try_from(quorum_alone),
+            Err(Rejection::Invalid { field, .. }) if field == "quorum"
+        ));
+    }
+
     fn any_command() -> impl Strategy<Value = Command> {
         prop_oneof![
             proptest::sample::subsequence(vec!["yes", "no", "maybe", "other"], 0..=3)
@@ -1000,6 +1425,64 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn votes_reach_the_quorum_exactly_once_and_never_by_one_approver_twice(
+            approvers in 1usize..6,
+            quorum_seed in 0usize..6,
+            steps in proptest::collection::vec(
+                (0usize..7, proptest::sample::subsequence(vec!["yes", "no", "maybe"], 0..=2), 0i64..20_000, 0u8..10),
+                0..40,
+            ),
+        ) {
+            let names: Vec<String> = (0..approvers).map(|i| format!("p{i}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let quorum = quorum_seed % approvers + 1;
+            let (mut c, keys) = approved(Mode::Multi, &names, Some(quorum as u64));
+            let mut now = T0;
+            let mut decided = 0;
+            for (who, ids, dt, other) in steps {
+                now += dt;
+                let before = c.clone();
+                // Mostly votes (some with a key nobody holds), now and then another command.
+                let command = match other {
+                    0 => Command::Pause,
+                    1 => Command::Resume,
+                    2 => Command::Expire,
+                    3 => Command::AddTimeout { ms: 30_000 },
+                    _ => vote(keys.get(who).map_or("nobody's key", String::as_str), &ids),
+                };
+                let is_vote = matches!(command, Command::Submit(_));
+                match c.apply(command, &web(), now) {
+                    Ok(kind) => {
+                        if kind == EventKind::Submitted {
+                            prop_assert!(is_vote);
+                            decided += 1;
+                            let result = c.result.clone().expect("final");
+                            let agreeing: Vec<&str> = result.votes.iter()
+                                .filter(|v| same_selection(&v.selection, &result.selection))
+                                .map(|v| v.approver.as_str())
+                                .collect();
+                            prop_assert_eq!(agreeing.len(), quorum, "decided by exactly the quorum's vote");
+                            prop_assert_eq!(before.agreeing_with(&result.selection), quorum - 1);
+                        }
+                        if kind == EventKind::Voted {
+                            prop_assert!(!c.status.is_final());
+                        }
+                    }
+                    Err(_) => prop_assert_eq!(&c, &before, "a refused command changes nothing"),
+                }
+                let mut voters: Vec<&str> = c.votes.iter().map(|v| v.approver.as_str()).collect();
+                voters.sort_unstable();
+                voters.dedup();
+                prop_assert_eq!(voters.len(), c.votes.len(), "one latest vote per approver");
+                prop_assert!(c.votes.len() <= approvers);
+                if !c.status.is_final() {
+                    prop_assert!(c.leading_votes() < quorum, "an open choice has not reached its quorum");
+                }
+                prop_assert!(decided <= 1);
+            }
+        }
 
         #[test]
         fn any_sequence_of_commands_keeps_the_invariants(

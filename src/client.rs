@@ -82,6 +82,9 @@ pub struct RemoteChoice {
     #[serde(default)]
     pub default_selection: Vec<String>,
     pub result: Option<Answer>,
+    /// Approver name → the link that votes as them (in the create answer only).
+    #[serde(default)]
+    pub approver_links: std::collections::BTreeMap<String, String>,
     /// The choice JSON exactly as received, for `--json`.
     #[serde(skip)]
     pub json: Value,
@@ -205,10 +208,16 @@ impl Client {
     }
 
     async fn choice(&self, request: reqwest::RequestBuilder) -> Result<RemoteChoice, Error> {
-        let body = self.send(request).await?;
-        let mut choice = RemoteChoice::deserialize(&body)
+        RemoteChoice::from_json(self.send(request).await?)
+    }
+}
+
+impl RemoteChoice {
+    /// A choice JSON, as the API answers it.
+    pub fn from_json(json: Value) -> Result<RemoteChoice, Error> {
+        let mut choice = RemoteChoice::deserialize(&json)
             .map_err(|e| Error::Protocol(format!("not a choice: {e}")))?;
-        choice.json = body;
+        choice.json = json;
         Ok(choice)
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::choice::{Choice, EventKind, Mode, OnTimeout, Outcome, Status, Via};
+use crate::choice::{Choice, EventKind, Mode, OnTimeout, Outcome, Status, Via, Vote};
 use crate::clock::{Millis, rfc3339};
 
 /// Seconds as a JSON number: whole seconds print as integers, the rest with milliseconds.
@@ -75,6 +75,47 @@ pub struct ChoiceBody {
     pub viewers: usize,
     pub watchers: Vec<Watcher>,
     pub version: i64,
+    /// The names whose votes decide; empty when the first answer decides.
+    pub approvers: Vec<String>,
+    /// How many approvers must vote the same; null without approvers.
+    #[schema(required = true)]
+    pub quorum: Option<usize>,
+    /// Each approver's latest vote so far.
+    pub votes: Vec<VoteBody>,
+}
+
+/// The answer to a create request: the choice, and for each approver the link that votes as
+/// them (the only place their keys are ever shown).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CreatedChoice)]
+pub struct CreatedBody {
+    #[serde(flatten)]
+    pub choice: ChoiceBody,
+    /// Approver name → `PUBLIC_URL/choice/ID?as=KEY`; only when the choice has approvers.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub approver_links: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Vote)]
+pub struct VoteBody {
+    pub approver: String,
+    pub selection: Vec<String>,
+    #[schema(required = true)]
+    pub annotation: Option<String>,
+    /// RFC 3339 UTC.
+    pub at: String,
+}
+
+impl From<&Vote> for VoteBody {
+    fn from(v: &Vote) -> VoteBody {
+        VoteBody {
+            approver: v.approver.clone(),
+            selection: v.selection.clone(),
+            annotation: v.annotation.clone(),
+            at: rfc3339(v.at),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -100,6 +141,9 @@ pub struct OutcomeBody {
     pub via: Option<Via>,
     #[schema(required = true)]
     pub by: Option<String>,
+    /// When approvers decide: every approver's latest vote.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<VoteBody>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -154,6 +198,14 @@ pub fn choice(c: &Choice, now: Millis, base_url: &str, presence: &Presence) -> C
             .map(|name| Watcher { name: name.clone() })
             .collect(),
         version: c.version,
+        approvers: spec
+            .approval
+            .iter()
+            .flat_map(|a| &a.approvers)
+            .map(|a| a.name.clone())
+            .collect(),
+        quorum: spec.approval.as_ref().map(|a| a.quorum),
+        votes: c.votes.iter().map(VoteBody::from).collect(),
     }
 }
 
@@ -166,6 +218,7 @@ impl From<&Outcome> for OutcomeBody {
             option_annotations: o.option_annotations.clone(),
             via: o.via,
             by: o.by.clone(),
+            votes: o.votes.iter().map(VoteBody::from).collect(),
         }
     }
 }
@@ -197,6 +250,14 @@ pub fn event_data(kind: EventKind, c: &Choice, at: Millis) -> Value {
             "timeout_seconds": seconds(c.timeout_ms),
             "round": c.round,
         }),
+        EventKind::Voted => match c.votes.last() {
+            Some(vote) => json!({
+                "approver": vote.approver,
+                "selection": vote.selection,
+                "annotation": vote.annotation,
+            }),
+            None => json!({}),
+        },
         EventKind::Submitted | EventKind::Cancelled | EventKind::TimedOut => {
             json!({ "status": c.status, "result": c.result.as_ref().map(outcome) })
         }

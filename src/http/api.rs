@@ -39,7 +39,7 @@ impl AppState {
     security(("bearer" = [])),
     request_body(content = CreateRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created.", body = crate::http::openapi::Choice,
+        (status = 201, description = "Created.", body = crate::json::CreatedBody,
             headers(("location" = String, description = "/api/choices/{id}"))),
         (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
         (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
@@ -55,17 +55,26 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
     let started = std::time::Instant::now();
     let created = async {
         let request: CreateRequest = parse_json(&body)?;
-        let new = NewChoice::try_from(request)?;
-        Ok::<_, AppError>(state.engine.create(new).await?)
+        let mut new = NewChoice::try_from(request)?;
+        let keys = new.issue_approver_keys(crate::engine::new_id)?;
+        Ok::<_, AppError>((state.engine.create(new).await?, keys))
     }
     .await;
     state.record_command("create", &created, started);
-    let choice = created?;
+    let (choice, keys) = created?;
     let location = format!("/api/choices/{}", choice.id);
+    let page = format!("{}/choice/{}", state.settings.public_url, choice.id);
+    let body = crate::json::CreatedBody {
+        choice: state.choice_json(&choice),
+        approver_links: keys
+            .into_iter()
+            .map(|(name, key)| (name, format!("{page}?as={key}")))
+            .collect(),
+    };
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(state.choice_json(&choice)),
+        Json(body),
     )
         .into_response())
 }

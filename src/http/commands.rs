@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use super::openapi::ErrorBody;
-use super::{AppError, AppState, Body, PathIds, Wants, parse_json};
+use super::{AppError, AppState, Body, Params, PathIds, Wants, parse_json};
 use crate::choice::{Actor, Answer, Command, Via, seconds_to_ms};
 use crate::views;
 
@@ -28,6 +28,10 @@ pub struct CommandBody {
     pub annotation: Option<String>,
     /// submit: a note per option id.
     pub option_annotations: BTreeMap<String, String>,
+    /// submit, on a choice that approvers decide: the approver's key, from their link
+    /// (`?as=KEY`; also taken from the query string).
+    #[serde(rename = "as")]
+    pub approver_key: Option<String>,
     /// timeout: the remaining time becomes this many seconds from now.
     pub seconds: Option<f64>,
     /// timeout: add this many seconds (may be negative; remaining never drops below 1 s).
@@ -61,6 +65,7 @@ impl CommandBody {
                 "selection" => selection.push(value.into_owned()),
                 "text" => body.text = Some(value.into_owned()),
                 "annotation" => body.annotation = Some(value.into_owned()),
+                "as" => body.approver_key = Some(value.into_owned()),
                 "seconds" => body.seconds = number(&value)?,
                 "add" => body.add = number(&value)?,
                 "minutes" => body.seconds = number(&value)?.map(|m| m * 60.0),
@@ -104,6 +109,7 @@ impl CommandBody {
                 text: self.text,
                 annotation: self.annotation,
                 option_annotations: self.option_annotations,
+                approver_key: self.approver_key.filter(|key| !key.is_empty()),
             }),
             "cancel" => Command::Cancel {
                 annotation: self.annotation,
@@ -153,7 +159,7 @@ impl CommandBody {
         (status = 200, description = "Done: the choice as it is now.", body = crate::http::openapi::Choice),
         (status = 303, description = "Done (a form post without JSON): back to the choice's page.", headers(("location" = String))),
         (status = 400, description = "The body is not valid JSON or form data.", content((ErrorBody = "application/json"), (String = "text/html"))),
-        (status = 403, description = "A browser request from another origin.", content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 403, description = "forbidden_origin: a browser request from another origin; not_an_approver: a submit on a choice that approvers decide, without one of their keys.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 404, description = "No such choice (or no such action).", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 408, description = "The request body did not arrive in time.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 409, description = "already_final: the choice is final; conflict: the action does not fit its status.", content((ErrorBody = "application/json"), (String = "text/html"))),
@@ -166,6 +172,7 @@ impl CommandBody {
 pub async fn command(
     State(state): State<AppState>,
     PathIds { id, action }: PathIds,
+    params: Params,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
@@ -177,7 +184,11 @@ pub async fn command(
     };
     let started = std::time::Instant::now();
     let result = async {
-        let command = CommandBody::from_request(&headers, &body)?.into_command(&action)?;
+        let mut fields = CommandBody::from_request(&headers, &body)?;
+        if fields.approver_key.is_none() {
+            fields.approver_key = params.text("as").map(str::to_string);
+        }
+        let command = fields.into_command(&action)?;
         Ok::<_, AppError>(
             state
                 .engine

@@ -15,6 +15,8 @@ pub enum AppError {
     Malformed(String),
     Unauthorized,
     ForbiddenOrigin,
+    /// A vote on a choice that approvers decide, without one of its approvers' keys.
+    NotAnApprover(String),
     NotFound,
     AlreadyFinal,
     Conflict(String),
@@ -44,7 +46,7 @@ impl AppError {
         match self {
             AppError::Malformed(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            AppError::ForbiddenOrigin | AppError::NotAnApprover(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::AlreadyFinal | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -61,6 +63,7 @@ impl AppError {
             AppError::Malformed(_) => "malformed",
             AppError::Unauthorized => "unauthorized",
             AppError::ForbiddenOrigin => "forbidden_origin",
+            AppError::NotAnApprover(_) => "not_an_approver",
             AppError::NotFound => "not_found",
             AppError::AlreadyFinal => "already_final",
             AppError::Conflict(_) => "conflict",
@@ -77,6 +80,7 @@ impl AppError {
         match self {
             AppError::Malformed(m)
             | AppError::Conflict(m)
+            | AppError::NotAnApprover(m)
             | AppError::RequestTimeout(m)
             | AppError::Unavailable(m) => m.clone(),
             AppError::Invalid { message, .. } => message.clone(),
@@ -192,6 +196,7 @@ impl From<Rejection> for AppError {
         match r {
             Rejection::AlreadyFinal => AppError::AlreadyFinal,
             Rejection::Conflict(m) => AppError::Conflict(m),
+            Rejection::NotAnApprover(m) => AppError::NotAnApprover(m),
             Rejection::Invalid { field, message } => AppError::Invalid {
                 field: Some(field),
                 message,

@@ -110,7 +110,7 @@ pub struct ErrorDetail {
 }
 
 /// The error codes, with their statuses: 400 malformed, 401 unauthorized, 403
-/// forbidden_origin, 404 not_found, 408 request_timeout, 409 already_final and conflict, 413
+/// forbidden_origin and not_an_approver, 404 not_found, 408 request_timeout, 409 already_final and conflict, 413
 /// too_large, 422 invalid, 429 rate_limited, 503 unavailable.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
@@ -119,6 +119,7 @@ pub enum ErrorCode {
     Malformed,
     Unauthorized,
     ForbiddenOrigin,
+    NotAnApprover,
     NotFound,
     RequestTimeout,
     AlreadyFinal,
@@ -209,6 +210,7 @@ mod tests {
             AppError::Malformed(String::new()),
             AppError::Unauthorized,
             AppError::ForbiddenOrigin,
+            AppError::NotAnApprover(String::new()),
             AppError::NotFound,
             AppError::RequestTimeout(String::new()),
             AppError::AlreadyFinal,

@@ -55,6 +55,7 @@ fn filter(params: &Params) -> Result<views::dashboard::Filter, AppError> {
 pub async fn choice(
     State(state): State<AppState>,
     PathIds { id, .. }: PathIds,
+    params: Params,
     headers: HeaderMap,
 ) -> Response {
     let entry = match state.engine.entry(&id).await {
@@ -71,10 +72,18 @@ pub async fn choice(
         .page
         .get_or_init(|| views::choice::Fixed::render(choice, &url));
     let viewer = viewer_of(&headers);
+    let ballot = match (&choice.spec.approval, params.text("as")) {
+        (Some(approval), Some(key)) => match crate::choice::approver_of(approval, key) {
+            Some(name) => views::choice::Ballot::As { name, key },
+            None => views::choice::Ballot::Refused,
+        },
+        _ => views::choice::Ballot::Watch,
+    };
     let context = views::choice::PageContext {
         url: &url,
         presence: &state.engine.live().presence(&id),
         name: viewer.name.as_deref(),
+        ballot,
     };
     let mut response = html(views::choice::page(choice, fixed, now_ms(), &context));
     if viewer.key.is_none() {

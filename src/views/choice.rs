@@ -3,7 +3,7 @@
 use maud::{Markup, PreEscaped, html};
 
 use super::{badge, clock, markdown, page as shell, trusted};
-use crate::choice::{Choice, Mode, Status, Via};
+use crate::choice::{Approval, Choice, Mode, Status, Via};
 use crate::clock::{Millis, rfc3339};
 use crate::json::Presence;
 
@@ -28,6 +28,7 @@ pub fn status(c: &Choice) -> Markup {
             data-final=[c.status.is_final().then_some("true")] {
             span .pill data-status=(c.status.as_str()) { (status_label(c)) }
             @if c.spec.mode == Mode::Timer && c.round > 1 { " " span .round { "round " (c.round) } }
+            @if let Some(approval) = &c.spec.approval { (votes(c, approval)) }
             @if let Some(result) = &c.result {
                 div .result {
                     @if !result.selection.is_empty() {
@@ -42,6 +43,36 @@ pub fn status(c: &Choice) -> Markup {
                     @if let Some(text) = &result.text { blockquote .answer-text { (text) } }
                     @if let Some(note) = &result.annotation { p { "Note: " (note) } }
                     p .how { (how(c)) }
+                }
+            }
+        }
+    }
+}
+
+/// Who has voted what, and how many agreeing votes it takes. Part of the status fragment, so
+/// every viewer sees each vote as it is cast.
+fn votes(c: &Choice, approval: &Approval) -> Markup {
+    let vote_of = |name: &str| c.votes.iter().find(|v| v.approver == name);
+    html! {
+        div #votes .votes {
+            p .quorum { (approval.quorum) " of " (approval.approvers.len()) " needed" }
+            ul {
+                @for approver in &approval.approvers {
+                    li data-approver=(approver.name) {
+                        strong { (approver.name) } ": "
+                        @match vote_of(&approver.name) {
+                            Some(vote) => {
+                                span .vote data-voted="true" {
+                                    @for (i, id) in vote.selection.iter().enumerate() {
+                                        @if i > 0 { ", " }
+                                        (option_label(c, id))
+                                    }
+                                }
+                                @if let Some(note) = &vote.annotation { " (" (note) ")" }
+                            }
+                            None => span .vote { "not yet" },
+                        }
+                    }
                 }
             }
         }
@@ -112,6 +143,9 @@ fn how(c: &Choice) -> String {
         (Status::TimedOut, _) => {
             format!("Nobody answered in time; the default was taken ({when}).")
         }
+        (Status::Submitted, _) if !result.votes.is_empty() => {
+            format!("Decided by the approvers' votes, the last{by}, at {when}.")
+        }
         (_, Some(Via::Web)) => format!("Answered on the web page{by} at {when}."),
         (_, Some(Via::Ws)) => format!("Answered over a live connection{by} at {when}."),
         _ => format!("Answered by a program{by} at {when}."),
@@ -157,6 +191,18 @@ pub struct PageContext<'a> {
     pub presence: &'a Presence,
     /// This browser's display name, if it gave one.
     pub name: Option<&'a str>,
+    /// On a choice that approvers decide: who this page votes as, from its link's key.
+    pub ballot: Ballot<'a>,
+}
+
+/// Whether this page may vote on a choice that approvers decide.
+pub enum Ballot<'a> {
+    /// The link named an approver: the form votes as them, with their key.
+    As { name: &'a str, key: &'a str },
+    /// No key: the page shows the votes, and whose are needed.
+    Watch,
+    /// A key that is not one of this choice's approvers'.
+    Refused,
 }
 
 pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -> Markup {
@@ -179,11 +225,27 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
                     (status(c))
                 }
                 div #errors role="alert" {}
-                @if spec.mode != Mode::Timer {
+                @if let (Some(approval), false) = (&spec.approval, matches!(context.ballot, Ballot::As { .. })) {
+                    section #ballot .ballot aria-label="Approvers" {
+                        @if matches!(context.ballot, Ballot::Refused) {
+                            p .error { "This approver link is not valid for this choice." }
+                        }
+                        p { "Only its approvers can answer this choice: "
+                            @for (i, approver) in approval.approvers.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                strong { (approver.name) }
+                            }
+                            ". " (approval.quorum) " of them must agree; their votes show above as they come in." }
+                        form method="post" action=(action("cancel")) hx-post=(action("cancel")) hx-swap="none" .when-open {
+                            button type="submit" { "Cancel the question" }
+                        }
+                    }
+                } @else if spec.mode != Mode::Timer {
                     form #answer .answer method="post" action=(action("submit")) hx-post=(action("submit")) hx-swap="none" {
                         @if !spec.options.is_empty() {
                             fieldset .options {
                                 legend {
+                                    @if let Ballot::As { name, .. } = context.ballot { "Your vote, " (name) ": " }
                                     @if multi {
                                         @if spec.min_selections == spec.max_selections { "Choose " (spec.max_selections) }
                                         @else { "Choose " (spec.min_selections) " to " (spec.max_selections) }
@@ -212,8 +274,13 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
                         label .annotation { "Comment (optional)"
                             input type="text" name="annotation" maxlength="2000";
                         }
+                        @if let Ballot::As { key, .. } = context.ballot {
+                            input type="hidden" name="as" value=(key);
+                        }
                         div .buttons {
-                            button .primary type="submit" { "Submit" }
+                            button .primary type="submit" {
+                                @if spec.approval.is_some() { "Vote" } @else { "Submit" }
+                            }
                             button type="submit" formaction=(action("cancel")) hx-post=(action("cancel")) { "Cancel the question" }
                         }
                     }

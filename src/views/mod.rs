@@ -125,6 +125,7 @@ fn error_title(code: &str) -> &'static str {
         "malformed" | "too_large" => "That request could not be read.",
         "unauthorized" => "A token is needed.",
         "forbidden_origin" => "Refused.",
+        "not_an_approver" => "Only the approvers can answer.",
         "rate_limited" => "Slow down.",
         _ => "Something went wrong.",
     }

@@ -256,11 +256,6 @@ async fn of_fifty_concurrent_submits_exactly_one_wins() {
         }
     }
     assert_eq!((ok, already_final), (1, 49));
-    let finals = app
-        .all_events(0)
-        .await
-        .into_iter()
-        .filter(|e| e["choice_id"] == id.as_str() && e["type"] == "submitted")
-        .count();
+    let finals = app.count_events(&id, "submitted").await;
     assert_eq!(finals, 1, "the log holds exactly one final event");
 }

@@ -188,6 +188,19 @@ impl TestApp {
         json
     }
 
+    /// Every event of one choice, oldest first.
+    pub async fn events_of(&self, id: &str) -> Vec<Value> {
+        let mut events = self.all_events(0).await;
+        events.retain(|e| e["choice_id"] == id);
+        events
+    }
+
+    /// How many events of this kind one choice has.
+    pub async fn count_events(&self, id: &str, kind: &str) -> usize {
+        let events = self.events_of(id).await;
+        events.iter().filter(|e| e["type"] == kind).count()
+    }
+
     /// Every event after `since`, following the cursor to the end.
     pub async fn all_events(&self, mut since: i64) -> Vec<Value> {
         let mut events = Vec::new();
@@ -256,6 +269,8 @@ pub fn now_ms() -> i64 {
 pub struct ServerProcess {
     pub child: tokio::process::Child,
     pub addr: std::net::SocketAddr,
+    /// Everything the server has written to stderr so far (its whole log).
+    pub output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl ServerProcess {
@@ -273,8 +288,15 @@ impl ServerProcess {
             .expect("the choiceboard binary starts");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = |output: &std::sync::Mutex<String>, line: &str| {
+            let mut all = output.lock().unwrap_or_else(|e| e.into_inner());
+            all.push_str(line);
+            all.push('\n');
+        };
         let addr = tokio::time::timeout(Duration::from_secs(20), async {
             while let Ok(Some(line)) = lines.next_line().await {
+                keep(&output, &line);
                 if let Some(rest) = line.split("addr=").nth(1) {
                     let addr = rest.split_whitespace().next().expect("an address");
                     return addr
@@ -287,8 +309,17 @@ impl ServerProcess {
         .await
         .expect("the server listens within 20 s");
         // Keep draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ServerProcess { child, addr }
+        let kept = output.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep(&kept, &line);
+            }
+        });
+        ServerProcess {
+            child,
+            addr,
+            output,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

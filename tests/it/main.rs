@@ -8,6 +8,7 @@ mod pg;
 mod access;
 mod activity;
 mod api;
+mod approvers;
 mod ask;
 mod browser;
 mod commands;

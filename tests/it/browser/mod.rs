@@ -2,6 +2,7 @@
 //! "skipped" — or a failure when `CHOICEBOARD_REQUIRE` names `browser`, as in CI.
 
 mod access;
+mod approvers;
 mod cdp;
 mod pages;
 
