@@ -93,6 +93,9 @@ pub enum Via {
     Api,
     Ws,
     Timeout,
+    /// In the asking agent's own client, through MCP elicitation.
+    #[serde(rename = "mcp-elicitation")]
+    McpElicitation,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

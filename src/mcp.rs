@@ -1,5 +1,7 @@
-//! `choiceboard mcp`: a Model Context Protocol server on stdio, so an AI agent can ask a person.
-//! Two tools over the JSON API: `provide_choice` asks and waits, `poll_selection` waits on.
+//! The Model Context Protocol tools, so an AI agent can ask a person: `provide_choice` asks and
+//! waits, `poll_selection` waits on. One implementation, two transports: `choiceboard mcp` on
+//! stdio (over a server's JSON API), and `/mcp` on the server itself (Streamable HTTP, over its
+//! own engine).
 //!
 //! Agent clients often cut a tool call after about a minute, so a call waits at most
 //! `--max-wait` (sending progress notifications meanwhile) and then answers `pending`; the choice
@@ -12,11 +14,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, ContentBlock,
+    ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationSchema, EnumSchema,
+    ErrorCode, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig, ServerRequest, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{ElicitationMode, PeerRequestOptions, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -24,9 +27,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::ask::{clock, parse_duration};
-use crate::choice::{CreateRequest, MAX_SOURCE, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Mode};
-use crate::choice::{OnTimeout, OptionRequest, Status};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use crate::choice::{Actor, Answer, Command, NewChoice, OnTimeout, OptionRequest, Status, Via};
+use crate::choice::{Choice, CreateRequest, MAX_SOURCE, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Mode};
 use crate::client::{self, Client, RemoteChoice, ServerArgs};
+use crate::engine::{Engine, EngineError};
+use crate::http::AppError;
 
 /// How often a waiting call tells the client how much time is left.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -46,14 +54,17 @@ pub struct McpArgs {
     pub max_wait: f64,
 }
 
+/// How long one call on `/mcp` waits before answering `pending`: what `choiceboard mcp`
+/// defaults to, under the minute after which agent clients often give up on a call.
+pub const MAX_WAIT: Duration = Duration::from_secs(50);
+
 /// Runs the MCP server on stdin/stdout until the client closes it; returns the exit status.
 pub async fn run(args: McpArgs) -> anyhow::Result<i32> {
     let (client, local) = args.server.connect().await?;
-    let tools = ChoiceTools {
-        client,
-        max_wait: Duration::from_secs_f64(args.max_wait),
-        asked: Arc::default(),
-    };
+    let tools = ChoiceTools::new(
+        Choices::Remote(client),
+        Duration::from_secs_f64(args.max_wait),
+    );
     let served = match tools.serve(rmcp::transport::stdio()).await {
         Ok(service) => service
             .waiting()
@@ -132,9 +143,110 @@ pub struct PollSelection {
     pub wait_seconds: Option<f64>,
 }
 
+/// `/mcp` on the server: MCP over Streamable HTTP, answered from this server's own engine. It
+/// speaks every revision rmcp knows: 2025-11-25 and older with the initialize handshake (and a
+/// session), 2026-07-28 without. Host, Origin and token are checked by the router's guards,
+/// as on every other route.
+pub fn http_service(
+    engine: Engine,
+    public_url: String,
+    stopping: tokio_util::sync::CancellationToken,
+) -> StreamableHttpService<ChoiceTools, LocalSessionManager> {
+    let tools = ChoiceTools::new(Choices::Local { engine, public_url }, MAX_WAIT);
+    let config = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        .with_cancellation_token(stopping);
+    StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+/// Where the tools find choices.
 #[derive(Clone)]
-struct ChoiceTools {
-    client: Client,
+enum Choices {
+    /// A server, over its JSON API (`choiceboard mcp`).
+    Remote(Client),
+    /// This server's engine and live state (`/mcp`).
+    Local { engine: Engine, public_url: String },
+}
+
+impl Choices {
+    async fn create(&self, request: &CreateRequest) -> Result<RemoteChoice, client::Error> {
+        match self {
+            Choices::Remote(client) => client.create(request).await,
+            Choices::Local { engine, .. } => {
+                let new = NewChoice::try_from(request.clone()).map_err(api_error)?;
+                self.view(engine.create(new).await)
+            }
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<RemoteChoice, client::Error> {
+        match self {
+            Choices::Remote(client) => client.get(id).await,
+            Choices::Local { engine, .. } => self.view(engine.get(id).await),
+        }
+    }
+
+    /// The choice once final, or as it is after `seconds`.
+    async fn wait(&self, id: &str, seconds: f64) -> Result<RemoteChoice, client::Error> {
+        match self {
+            Choices::Remote(client) => client.wait(id, seconds).await,
+            Choices::Local { engine, .. } => {
+                let within = Duration::from_secs_f64(seconds.clamp(0.0, 3600.0));
+                self.view(engine.wait_final(id, within).await)
+            }
+        }
+    }
+
+    /// Submits an answer given in the agent's client, through the engine like any other; `None`
+    /// where the tools reach the server over HTTP, which takes no such answers.
+    async fn answer_in_client(
+        &self,
+        id: &str,
+        answer: Answer,
+        client: Option<String>,
+    ) -> Option<Result<Arc<Choice>, EngineError>> {
+        let Choices::Local { engine, .. } = self else {
+            return None;
+        };
+        let actor = Actor {
+            via: Via::McpElicitation,
+            by: client,
+        };
+        Some(engine.command(id, Command::Submit(answer), actor).await)
+    }
+
+    /// A choice of this server as the API shows it, so both transports answer alike.
+    fn view(&self, read: Result<Arc<Choice>, EngineError>) -> Result<RemoteChoice, client::Error> {
+        let Choices::Local { engine, public_url } = self else {
+            return Err(client::Error::Protocol("not a local choice".into()));
+        };
+        let choice = read.map_err(api_error)?;
+        let presence = engine.live().presence(&choice.id);
+        let body = crate::json::choice(&choice, crate::clock::now_ms(), public_url, &presence);
+        let json = serde_json::to_value(body)
+            .map_err(|e| client::Error::Protocol(format!("a choice as JSON: {e}")))?;
+        RemoteChoice::from_json(json)
+    }
+}
+
+/// An engine's refusal as the API would have answered it.
+fn api_error(e: impl Into<AppError>) -> client::Error {
+    let e: AppError = e.into();
+    client::Error::Api {
+        status: e.status().as_u16(),
+        code: e.code().to_string(),
+        message: e.message(),
+        field: e.field().map(str::to_string),
+    }
+}
+
+#[derive(Clone)]
+pub struct ChoiceTools {
+    choices: Choices,
     max_wait: Duration,
     /// What each choice asked here does at its deadline: `reinvoke` is ours, not the server's
     /// (it cancels there), so the result is told apart here.
@@ -142,6 +254,14 @@ struct ChoiceTools {
 }
 
 impl ChoiceTools {
+    fn new(choices: Choices, max_wait: Duration) -> ChoiceTools {
+        ChoiceTools {
+            choices,
+            max_wait,
+            asked: Arc::default(),
+        }
+    }
+
     fn tools(&self) -> Vec<Tool> {
         let wait = self.max_wait.as_secs();
         vec![
@@ -177,6 +297,16 @@ impl ChoiceTools {
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let action = args.on_timeout.unwrap_or(TimeoutAction::Submit);
+        let options: Vec<(String, String)> = args
+            .options
+            .iter()
+            .map(|o| {
+                (
+                    o.id.clone(),
+                    o.label.clone().unwrap_or_else(|| o.id.clone()),
+                )
+            })
+            .collect();
         let recommended: Vec<String> = args
             .options
             .iter()
@@ -222,7 +352,7 @@ impl ChoiceTools {
             source: Some(source),
             ..CreateRequest::default()
         };
-        let created = match self.client.create(&request).await {
+        let created = match self.choices.create(&request).await {
             Ok(created) => created,
             Err(client::Error::Api {
                 code,
@@ -237,7 +367,82 @@ impl ChoiceTools {
         if let Ok(mut asked) = self.asked.lock() {
             asked.insert(created.id.clone(), action);
         }
-        self.wait(created, self.max_wait, context).await
+        let withdraw = tokio_util::sync::CancellationToken::new();
+        if matches!(self.choices, Choices::Local { .. }) {
+            tokio::spawn(self.clone().ask_in_client(
+                created.clone(),
+                options,
+                context.clone(),
+                withdraw.clone(),
+            ));
+        }
+        let answered = self.wait(created, self.max_wait, context).await;
+        // Whichever way the call ends, a question still open in the client is withdrawn.
+        withdraw.cancel();
+        answered
+    }
+
+    /// Elicitation, a second way to answer: a client that can ask its user a question asks the
+    /// choice's question too. An answer there is written through the engine (the first answer
+    /// anywhere wins); a decline or a cancel decides nothing, and the page stays open until
+    /// the deadline. Clients without the capability, and sessionless 2026-07-28 clients (to
+    /// which a server sends no requests), are not asked.
+    async fn ask_in_client(
+        self,
+        choice: RemoteChoice,
+        options: Vec<(String, String)>,
+        context: RequestContext<RoleServer>,
+        withdraw: tokio_util::sync::CancellationToken,
+    ) {
+        let modes = context.peer.supported_elicitation_modes();
+        let params = if modes.contains(&ElicitationMode::Form) {
+            match form_for(&choice, options) {
+                Some(params) => params,
+                None => return,
+            }
+        } else if modes.contains(&ElicitationMode::Url) {
+            ElicitRequestParams::UrlElicitationParams {
+                meta: None,
+                message: format!("{}: answer on its page", choice.title),
+                url: choice.url.clone(),
+                elicitation_id: choice.id.clone(),
+            }
+        } else {
+            return;
+        };
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        let Ok(mut asked) = context
+            .peer
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await
+        else {
+            return;
+        };
+        let reply = tokio::select! {
+            reply = &mut asked.rx => reply,
+            () = withdraw.cancelled() => {
+                let _ = asked.cancel(Some("answered elsewhere".into())).await;
+                return;
+            }
+        };
+        let Ok(Ok(ClientResult::ElicitResult(result))) = reply else {
+            return;
+        };
+        if result.action != ElicitationAction::Accept {
+            return;
+        }
+        let Some(answer) = result.content.and_then(|c| answer_from_form(&c)) else {
+            return;
+        };
+        let client = context.client_info().map(|info| info.name);
+        if let Some(Err(e)) = self
+            .choices
+            .answer_in_client(&choice.id, answer, client)
+            .await
+        {
+            // Most often: someone answered on the page first.
+            tracing::debug!(choice = %choice.id, error = ?e, "an answer given in the client was not taken");
+        }
     }
 
     async fn poll_selection(
@@ -258,7 +463,7 @@ impl ChoiceTools {
         if args.choice_id.is_empty() {
             return Err(invalid("choice_id", "choice_id is required"));
         }
-        let choice = match self.client.get(&args.choice_id).await {
+        let choice = match self.choices.get(&args.choice_id).await {
             Ok(choice) => choice,
             Err(client::Error::Api { code, .. }) if code == "not_found" => {
                 return Err(invalid(
@@ -311,7 +516,7 @@ impl ChoiceTools {
                 left
             };
             tokio::select! {
-                read = self.client.wait(&choice.id, step.as_secs_f64()) => match read {
+                read = self.choices.wait(&choice.id, step.as_secs_f64()) => match read {
                     Ok(now) => choice = now,
                     Err(e) => {
                         return Ok(tool_error(format!(
@@ -337,6 +542,44 @@ impl ChoiceTools {
             .and_then(|asked| asked.get(&choice.id).copied());
         Ok(CallToolResult::structured(result(&choice, asked)))
     }
+}
+
+/// The form an elicitation shows: the options (one, or several for multi) by their labels, and
+/// an optional note for the asker.
+fn form_for(choice: &RemoteChoice, options: Vec<(String, String)>) -> Option<ElicitRequestParams> {
+    let (ids, labels): (Vec<String>, Vec<String>) = options.into_iter().unzip();
+    let options = EnumSchema::builder(ids).enum_titles(labels).ok()?;
+    let selection = match choice.mode {
+        Mode::Multi => options.multiselect().min_items(1).ok()?.build(),
+        _ => options.build(),
+    };
+    let requested_schema = ElicitationSchema::builder()
+        .required_enum_schema("selection", selection)
+        .optional_string("note")
+        .build()
+        .ok()?;
+    Some(ElicitRequestParams::FormElicitationParams {
+        meta: None,
+        message: format!("{} (also open at {})", choice.title, choice.url),
+        requested_schema,
+    })
+}
+
+/// An accepted form's content as an answer; the engine checks it like any other.
+fn answer_from_form(content: &Value) -> Option<Answer> {
+    let selection = match &content["selection"] {
+        Value::String(id) => vec![id.clone()],
+        Value::Array(ids) => ids
+            .iter()
+            .filter_map(|id| id.as_str().map(str::to_string))
+            .collect(),
+        _ => return None,
+    };
+    Some(Answer {
+        selection,
+        annotation: content["note"].as_str().map(str::to_string),
+        ..Answer::default()
+    })
 }
 
 /// The tool result for a choice in its current state; empty fields are left out.

@@ -135,6 +135,20 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     next.run(request).await
 }
 
+/// Route layer: every request from the same site, whatever its method. For `/mcp`, whose GET
+/// opens a stream of the session's messages: the protocol has servers check `Origin` on every
+/// connection, so a page on another site can neither drive nor read it.
+pub async fn same_origin_only(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !state.settings.same_origin(request.headers()) {
+        return AppError::ForbiddenOrigin.render_for(request.headers());
+    }
+    next.run(request).await
+}
+
 /// A person's browser opening a page (not a script, not a fragment request).
 fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     *method == Method::GET

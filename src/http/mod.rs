@@ -166,7 +166,25 @@ fn host_name(host: &str) -> &str {
 }
 
 pub fn router(state: AppState) -> Router {
+    let mcp_stopping = tokio_util::sync::CancellationToken::new();
+    let mut shutdown = state.hub.shutdown_signal();
+    let stop = mcp_stopping.clone();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+        stop.cancel();
+    });
+    let mcp = Router::new()
+        .route_service(
+            "/mcp",
+            crate::mcp::http_service(
+                state.engine.clone(),
+                state.settings.public_url.clone(),
+                mcp_stopping,
+            ),
+        )
+        .route_layer(from_fn_with_state(state.clone(), access::same_origin_only));
     Router::new()
+        .merge(mcp)
         .route("/api/choices", post(api::create).get(api::list))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/choices/{id}", get(api::one))

@@ -62,15 +62,17 @@ async fn garbage_on_every_route_never_gets_a_5xx() {
             let mut paths = vec!["/api/choices".to_string()];
             paths.extend(ACTIONS.iter().map(|a| format!("/choice/{id}/{a}")));
             paths.push("/choice/nope/submit".into());
+            paths.push("/mcp".into());
             for path in &paths {
-                let r = app
+                let mut request = app
                     .client
                     .post(app.url(path))
-                    .header("content-type", content_type)
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
+                    .header("content-type", content_type);
+                if path == "/mcp" {
+                    // What every MCP client sends, so the protocol layer reads the body.
+                    request = request.header("accept", "application/json, text/event-stream");
+                }
+                let r = request.body(body.clone()).send().await.unwrap();
                 requests += 1;
                 assert!(
                     r.status().as_u16() < 500,

@@ -17,6 +17,7 @@ mod garbage;
 mod limits;
 mod live;
 mod mcp;
+mod mcp_http;
 mod nodes;
 mod ops;
 mod pages;
