@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, ContentBlock,
-    ElicitRequest, ElicitRequestParams, ElicitationAction, ElicitationSchema, EnumSchema,
-    ErrorCode, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig, ServerRequest, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientResult,
+    ContentBlock, CreateTaskResult, DetailedTask, ElicitRequest, ElicitRequestParams,
+    ElicitationAction, ElicitationSchema, EnumSchema, ErrorCode, GetTaskParams, GetTaskResult,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, ServerRequest, Task, TaskPayload, TaskStatus, Tool,
 };
 use rmcp::service::{ElicitationMode, PeerRequestOptions, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -295,7 +296,7 @@ impl ChoiceTools {
         &self,
         args: ProvideChoice,
         context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Result<CallToolResponse, ErrorData> {
         let action = args.on_timeout.unwrap_or(TimeoutAction::Submit);
         let options: Vec<(String, String)> = args
             .options
@@ -362,10 +363,18 @@ impl ChoiceTools {
             }) if code == "invalid" || code == "malformed" => {
                 return Err(refused_argument(field.as_deref(), &message));
             }
-            Err(e) => return Ok(tool_error(format!("asking failed: {e}"))),
+            Err(e) => return Ok(tool_error(format!("asking failed: {e}")).into()),
         };
         if let Ok(mut asked) = self.asked.lock() {
             asked.insert(created.id.clone(), action);
+        }
+        if context
+            .client_capabilities()
+            .is_some_and(|c| c.supports_tasks())
+        {
+            // The Tasks extension: answer at once; the client polls tasks/get.
+            let task = task_of(&created, Some(action)).task;
+            return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
         }
         let withdraw = tokio_util::sync::CancellationToken::new();
         if matches!(self.choices, Choices::Local { .. }) {
@@ -379,7 +388,14 @@ impl ChoiceTools {
         let answered = self.wait(created, self.max_wait, context).await;
         // Whichever way the call ends, a question still open in the client is withdrawn.
         withdraw.cancel();
-        answered
+        answered.map(CallToolResponse::from)
+    }
+
+    fn asked_for(&self, id: &str) -> Option<TimeoutAction> {
+        self.asked
+            .lock()
+            .ok()
+            .and_then(|asked| asked.get(id).copied())
     }
 
     /// Elicitation, a second way to answer: a client that can ask its user a question asks the
@@ -535,12 +551,10 @@ impl ChoiceTools {
                 }
             }
         }
-        let asked = self
-            .asked
-            .lock()
-            .ok()
-            .and_then(|asked| asked.get(&choice.id).copied());
-        Ok(CallToolResult::structured(result(&choice, asked)))
+        Ok(CallToolResult::structured(result(
+            &choice,
+            self.asked_for(&choice.id),
+        )))
     }
 }
 
@@ -580,6 +594,37 @@ fn answer_from_form(content: &Value) -> Option<Answer> {
         annotation: content["note"].as_str().map(str::to_string),
         ..Answer::default()
     })
+}
+
+/// A provide_choice call run as a task (the Tasks extension) is its choice: the task id is the
+/// choice id, working while the choice is open, completed with the tool's result once it is
+/// final. Read from the choice itself, so a task survives a restart and reads the same on every
+/// node; nothing is kept in memory for it.
+fn task_of(choice: &RemoteChoice, asked: Option<TimeoutAction>) -> DetailedTask {
+    let created = choice.json["created_at"].as_str().unwrap_or_default();
+    let updated = choice.json["resolved_at"].as_str().map_or_else(
+        || crate::clock::rfc3339(crate::clock::now_ms()),
+        str::to_string,
+    );
+    let task = Task::new(&choice.id, TaskStatus::Working, created, updated)
+        .with_poll_interval_ms(PROGRESS_EVERY.as_millis() as u64);
+    if !choice.status.is_final() {
+        let left = match choice.status {
+            Status::Paused => format!("paused with {}", clock(choice.remaining_seconds)),
+            _ => clock(choice.remaining_seconds),
+        };
+        let task = task.with_status_message(format!(
+            "waiting for a person at {}: {left} left",
+            choice.url
+        ));
+        return DetailedTask::new(task, TaskPayload::Working);
+    }
+    let answer = CallToolResult::structured(result(choice, asked));
+    let result = match serde_json::to_value(answer) {
+        Ok(Value::Object(result)) => result,
+        _ => JsonObject::new(),
+    };
+    DetailedTask::new(task, TaskPayload::Completed { result })
 }
 
 /// The tool result for a choice in its current state; empty fields are left out.
@@ -670,16 +715,21 @@ fn arguments<T: DeserializeOwned>(arguments: Option<JsonObject>) -> Result<T, Er
 
 impl ServerHandler for ChoiceTools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "choiceboard",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "Ask a person with provide_choice when a decision is theirs (a destructive step, \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "choiceboard",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Ask a person with provide_choice when a decision is theirs (a destructive step, \
                  a missing preference, several good paths). If it returns \"pending\", call \
                  poll_selection with its choice_id until the answer comes.",
-            )
+        )
     }
 
     async fn list_tools(
@@ -695,21 +745,57 @@ impl ServerHandler for ChoiceTools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let result = match request.name.as_ref() {
+        match request.name.as_ref() {
             "provide_choice" => {
                 self.provide_choice(arguments(request.arguments)?, &context)
                     .await
             }
-            "poll_selection" => {
-                self.poll_selection(arguments(request.arguments)?, &context)
-                    .await
-            }
+            "poll_selection" => self
+                .poll_selection(arguments(request.arguments)?, &context)
+                .await
+                .map(CallToolResponse::from),
             other => Err(invalid(
                 "name",
                 format!("no tool is named {other:?}; there are provide_choice and poll_selection"),
             )),
-        };
-        result.map(CallToolResponse::from)
+        }
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let choice = self.task_choice(&request.task_id).await?;
+        Ok(GetTaskResult::new(task_of(
+            &choice,
+            self.asked_for(&choice.id),
+        )))
+    }
+
+    /// Acknowledged, and nothing is cancelled: a person may still be answering, and the
+    /// choice's deadline decides, as for a call that is cancelled.
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.task_choice(&request.task_id).await.map(|_| ())
+    }
+}
+
+impl ChoiceTools {
+    async fn task_choice(&self, task_id: &str) -> Result<RemoteChoice, ErrorData> {
+        match self.choices.get(task_id).await {
+            Ok(choice) => Ok(choice),
+            Err(client::Error::Api { code, .. }) if code == "not_found" => {
+                Err(invalid("taskId", format!("no task has the id {task_id:?}")))
+            }
+            Err(e) => Err(ErrorData::internal_error(
+                format!("reading the task's choice failed: {e}"),
+                None,
+            )),
+        }
     }
 }
 
