@@ -15,9 +15,10 @@ use clap::Args;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientResult,
-    ContentBlock, CreateTaskResult, DetailedTask, ElicitRequest, ElicitRequestParams,
+    ContentBlock, CreateTaskResult, DetailedTask, ElicitRequest, ElicitRequestParams, ElicitResult,
     ElicitationAction, ElicitationSchema, EnumSchema, ErrorCode, GetTaskParams, GetTaskResult,
-    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    Implementation, InputRequest, InputRequests, InputRequiredResult, InputResponses, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
     ServerCapabilities, ServerConfig, ServerRequest, Task, TaskPayload, TaskStatus, Tool,
 };
 use rmcp::service::{ElicitationMode, PeerRequestOptions, RequestContext};
@@ -36,6 +37,9 @@ use crate::choice::{Choice, CreateRequest, MAX_SOURCE, MAX_TIMEOUT_MS, MIN_TIMEO
 use crate::client::{self, Client, RemoteChoice, ServerArgs};
 use crate::engine::{Engine, EngineError};
 use crate::http::AppError;
+
+/// The key of the one input request a call sends: the choice's question.
+const ANSWER: &str = "answer";
 
 /// How often a waiting call tells the client how much time is left.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -376,6 +380,19 @@ impl ChoiceTools {
             let task = task_of(&created, Some(action)).task;
             return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
         }
+        if self.asks_by_input_request(context) {
+            // 2026-07-28 lets a server send no requests: the question goes back as an input
+            // request, and the client retries the call with its user's answer.
+            if let Some(form) = form_for(&created, options.clone()) {
+                let request = ElicitRequest::new(form);
+                let questions =
+                    InputRequests::from([(ANSWER.to_string(), InputRequest::Elicitation(request))]);
+                return Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
+                    Some(questions),
+                    Some(created.id.clone()),
+                )));
+            }
+        }
         let withdraw = tokio_util::sync::CancellationToken::new();
         if matches!(self.choices, Choices::Local { .. }) {
             tokio::spawn(self.clone().ask_in_client(
@@ -396,6 +413,68 @@ impl ChoiceTools {
             .lock()
             .ok()
             .and_then(|asked| asked.get(id).copied())
+    }
+
+    /// Whether a question for the client's user goes back as an input request: on this
+    /// server's own `/mcp`, to a 2026-07-28 client that declared form elicitation.
+    fn asks_by_input_request(&self, context: &RequestContext<RoleServer>) -> bool {
+        let modern = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let form = context
+            .client_capabilities()
+            .and_then(|c| c.elicitation)
+            .is_some_and(|e| e.form.is_some() || e.url.is_none());
+        matches!(self.choices, Choices::Local { .. }) && modern && form
+    }
+
+    /// The retry of an input-required call: takes the client's answer (if its user gave one),
+    /// then waits like any call. `request_state` is the choice's id, a capability the client
+    /// already holds, so it needs no sealing.
+    async fn answered_in_client(
+        &self,
+        id: &str,
+        responses: &InputResponses,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let choice = match self.choices.get(id).await {
+            Ok(choice) => choice,
+            Err(client::Error::Api { code, .. }) if code == "not_found" => {
+                return Err(invalid("requestState", "names no choice"));
+            }
+            Err(e) => return Ok(tool_error(format!("reading the choice failed: {e}")).into()),
+        };
+        let reply = responses
+            .get(ANSWER)
+            .and_then(|r| serde_json::from_value::<ElicitResult>(r.clone()).ok());
+        if let Some(reply) = reply {
+            self.take_client_answer(&choice.id, reply, context).await;
+        }
+        let now = self.choices.get(id).await.unwrap_or(choice);
+        self.wait(now, self.max_wait, context)
+            .await
+            .map(CallToolResponse::from)
+    }
+
+    /// An answer given in the client, written through the engine like any other: accepted
+    /// only if the user accepted, and only if nobody answered first.
+    async fn take_client_answer(
+        &self,
+        id: &str,
+        reply: ElicitResult,
+        context: &RequestContext<RoleServer>,
+    ) {
+        if reply.action != ElicitationAction::Accept {
+            return;
+        }
+        let Some(answer) = reply.content.and_then(|c| answer_from_form(&c)) else {
+            return;
+        };
+        let client = context.client_info().map(|info| info.name);
+        if let Some(Err(e)) = self.choices.answer_in_client(id, answer, client).await {
+            // Most often: someone answered on the page first.
+            tracing::debug!(choice = %id, error = ?e, "an answer given in the client was not taken");
+        }
     }
 
     /// Elicitation, a second way to answer: a client that can ask its user a question asks the
@@ -441,23 +520,8 @@ impl ChoiceTools {
                 return;
             }
         };
-        let Ok(Ok(ClientResult::ElicitResult(result))) = reply else {
-            return;
-        };
-        if result.action != ElicitationAction::Accept {
-            return;
-        }
-        let Some(answer) = result.content.and_then(|c| answer_from_form(&c)) else {
-            return;
-        };
-        let client = context.client_info().map(|info| info.name);
-        if let Some(Err(e)) = self
-            .choices
-            .answer_in_client(&choice.id, answer, client)
-            .await
-        {
-            // Most often: someone answered on the page first.
-            tracing::debug!(choice = %choice.id, error = ?e, "an answer given in the client was not taken");
+        if let Ok(Ok(ClientResult::ElicitResult(reply))) = reply {
+            self.take_client_answer(&choice.id, reply, &context).await;
         }
     }
 
@@ -746,6 +810,13 @@ impl ServerHandler for ChoiceTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         match request.name.as_ref() {
+            // The retry of a call that asked its question in the client (2026-07-28): the
+            // choice exists, and the client's answer comes with it.
+            "provide_choice" if request.request_state.is_some() => {
+                let id = request.request_state.unwrap_or_default();
+                let responses = request.input_responses.unwrap_or_default();
+                self.answered_in_client(&id, &responses, &context).await
+            }
             "provide_choice" => {
                 self.provide_choice(arguments(request.arguments)?, &context)
                     .await

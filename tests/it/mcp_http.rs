@@ -76,19 +76,40 @@ async fn the_python_sdk_speaks_2026_07_28_without_initialize() {
     run_sdk_client(&app, "2026-07-28", None).await;
 }
 
-#[tokio::test]
-async fn a_client_that_can_elicit_is_asked_too_and_the_first_answer_wins() {
+/// Runs `tests/mcp/elicitation.py` connecting with `mode`; checks each scenario it reports.
+async fn elicitation_scenarios(mode: &str, scenarios: &[&str]) {
     let app = TestApp::spawn().await;
-    let stdout = run_sdk_script("elicitation.py", &app, &[]).await;
+    let stdout = run_sdk_script("elicitation.py", &app, &[mode]).await;
     if sdk_python().is_some() {
-        for scenario in [
-            "answered in the client: via mcp-elicitation",
-            "declined in the client, answered on the page",
-            "the question in the client was withdrawn",
-        ] {
+        for scenario in scenarios {
             assert!(stdout.contains(scenario), "{scenario}: {stdout}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_session_client_that_can_elicit_is_asked_too_and_the_first_answer_wins() {
+    elicitation_scenarios(
+        "legacy",
+        &[
+            "answered in the client: via mcp-elicitation",
+            "declined in the client, answered on the page",
+            "the question in the client was withdrawn",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_2026_07_28_client_that_can_elicit_gets_an_input_request_and_its_answer_counts() {
+    elicitation_scenarios(
+        "2026-07-28",
+        &[
+            "answered in the client: via mcp-elicitation",
+            "declined in the client, answered on the page",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

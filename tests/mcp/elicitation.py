@@ -1,5 +1,7 @@
 """Elicitation through the official MCP Python SDK: a client that can ask its user is asked the
-choice's question too (2025-11-25, with a session). Run by tests/it/mcp_http.rs with the base URL.
+choice's question too. Run by tests/it/mcp_http.rs with the base URL and the mode: "legacy"
+(2025-11-25, a session: the server sends an elicitation request) or "2026-07-28" (no session:
+the call answers input_required, and the SDK retries it with its user's answer).
 
 1. The callback answers "b" with a note: the call returns it, and the choice was decided
    via "mcp-elicitation" (its JSON and its page say so).
@@ -17,6 +19,7 @@ import mcp_types as types
 from mcp import Client
 
 BASE = sys.argv[1]
+MODE = sys.argv[2] if len(sys.argv) > 2 else "legacy"
 OPTIONS = [{"id": "a", "label": "Apples"}, {"id": "b", "label": "Bananas"}]
 asked = []
 
@@ -52,7 +55,7 @@ async def decline(context, params):
 
 
 async def main():
-    async with Client(BASE + "/mcp", mode="legacy", elicitation_callback=answer_b) as client:
+    async with Client(BASE + "/mcp", mode=MODE, elicitation_callback=answer_b) as client:
         result = await client.call_tool("provide_choice", {"title": "Fruit, asked in the client", "options": OPTIONS, "timeout_seconds": 60})
         content = result.structured_content
         assert len(asked) == 1 and "Fruit, asked in the client" in asked[0].message, asked
@@ -65,7 +68,7 @@ async def main():
         print("answered in the client: via", choice["result"]["via"])
 
     asked.clear()
-    async with Client(BASE + "/mcp", mode="legacy", elicitation_callback=decline) as client:
+    async with Client(BASE + "/mcp", mode=MODE, elicitation_callback=decline) as client:
         call = asyncio.ensure_future(client.call_tool("provide_choice", {"title": "Fruit, declined in the client", "options": OPTIONS, "timeout_seconds": 60}))
         for _ in range(200):
             if asked:
@@ -86,7 +89,8 @@ async def main():
 
 async def withdrawn():
     """3. The person answers on the page while the client's question is still open: the
-    question is withdrawn (the SDK cancels the callback)."""
+    question is withdrawn (the SDK cancels the callback). Sessions only: a 2026-07-28 input
+    request has nothing to withdraw."""
     withdrawn = asyncio.Event()
 
     async def wait_forever(context, params):
@@ -99,7 +103,7 @@ async def withdrawn():
         return types.ElicitResult(action="cancel")
 
     asked.clear()
-    async with Client(BASE + "/mcp", mode="legacy", elicitation_callback=wait_forever) as client:
+    async with Client(BASE + "/mcp", mode=MODE, elicitation_callback=wait_forever) as client:
         call = asyncio.ensure_future(client.call_tool("provide_choice", {"title": "Fruit, answered while asked", "options": OPTIONS, "timeout_seconds": 60}))
         for _ in range(200):
             if asked:
@@ -116,4 +120,5 @@ async def withdrawn():
 
 
 asyncio.run(main())
-asyncio.run(withdrawn())
+if MODE == "legacy":
+    asyncio.run(withdrawn())
