@@ -96,6 +96,8 @@ pub enum Via {
     /// In the asking agent's own client, through MCP elicitation.
     #[serde(rename = "mcp-elicitation")]
     McpElicitation,
+    /// An action button of a phone notification.
+    Push,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

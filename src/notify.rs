@@ -1,17 +1,25 @@
 //! Pushes to phones: when a choice is created, and when one has less than a minute left
 //! unanswered, POST a short message to every `--notify-url`. The body and headers follow ntfy's
-//! publishing format (plain text, `Title`, `Click`, `Priority`, `Tags`), so an ntfy topic pushes
-//! it to a phone and any webhook receives it too.
+//! publishing format (plain text, `Title`, `Click`, `Priority`, `Tags`, `Actions`), so an ntfy
+//! topic pushes it to a phone and any webhook receives it too.
+//!
+//! A notification follows its choice: every push about a choice carries the choice's id as
+//! ntfy's sequence id (`X-Sequence-ID`, ntfy 2.16+), so a later push updates the notification
+//! instead of adding one. Its action buttons answer from the lock screen (a `single` choice with
+//! up to three options: one button each, POSTing to the choice's own submit route, `via=push`);
+//! otherwise a button opens the page. Once the choice is decided, by anyone, the notification
+//! is updated to the result and cleared (`PUT <topic>/<sequence id>/clear`).
 //!
 //! Delivery never delays a command: the engine hands each change over synchronously, pushes
 //! wait in a bounded queue, and one task delivers them with retries and backoff.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::choice::{Choice, EventKind, Status};
+use crate::choice::{Choice, EventKind, Mode, Status};
 use crate::clock::{Millis, now_ms};
 use crate::engine::{Change, Subscriber};
 use crate::scheduler::{Expire, Scheduler};
@@ -22,15 +30,23 @@ const QUEUE: usize = 1024;
 const ATTEMPTS: u32 = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// ntfy shows at most three action buttons.
+const MAX_ANSWER_BUTTONS: usize = 3;
 
 /// One push, ready to send.
 #[derive(Clone, Debug)]
 struct Push {
+    /// The choice's id, as ntfy's sequence id: every push about a choice is one notification.
+    sequence: String,
     title: String,
     body: String,
     click: String,
     priority: &'static str,
     tags: &'static str,
+    /// ntfy's `Actions` header; empty for none.
+    actions: String,
+    /// Clear the notification once this (final) update is delivered.
+    then_clear: bool,
 }
 
 pub struct Notifier {
@@ -39,7 +55,9 @@ pub struct Notifier {
     /// deadline − 1 min instead of at the deadline.
     warnings: Scheduler,
     /// The choices as last seen, for the warning's text and to check it still applies.
-    seen: std::sync::Mutex<std::collections::HashMap<String, Arc<Choice>>>,
+    seen: Mutex<HashMap<String, Arc<Choice>>>,
+    /// Choices whose notification shows the minute warning: a new deadline updates it.
+    warned: Mutex<HashSet<String>>,
     base_url: String,
 }
 
@@ -55,6 +73,7 @@ impl Notifier {
             queue,
             warnings: Scheduler::default(),
             seen: Default::default(),
+            warned: Default::default(),
             base_url,
         });
         tokio::spawn(notifier.warnings.clone().run(Arc::downgrade(&notifier)));
@@ -70,6 +89,95 @@ impl Notifier {
     fn link(&self, c: &Choice) -> String {
         format!("{}/choice/{}", self.base_url, c.id)
     }
+
+    /// A push about `c` that keeps its buttons (the choice is still open).
+    fn open_push(
+        &self,
+        c: &Choice,
+        body: String,
+        priority: &'static str,
+        tags: &'static str,
+    ) -> Push {
+        Push {
+            sequence: c.id.clone(),
+            title: c.spec.title.clone(),
+            body,
+            click: self.link(c),
+            priority,
+            tags,
+            actions: self.actions(c),
+            then_clear: false,
+        }
+    }
+
+    /// One button per option, answering at once, where that is the whole answer (a `single`
+    /// choice with few options and no approvers); else one that opens the page.
+    fn actions(&self, c: &Choice) -> String {
+        let page = self.link(c);
+        let spec = &c.spec;
+        let answerable = spec.mode == Mode::Single
+            && spec.approval.is_none()
+            && spec.options.len() <= MAX_ANSWER_BUTTONS;
+        if !answerable {
+            return format!("view, Open, {page}, clear=true");
+        }
+        spec.options
+            .iter()
+            .map(|o| {
+                let body = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("selection", &o.id)
+                    .append_pair("via", "push")
+                    .finish();
+                format!(
+                    "http, \"{}\", {page}/submit, method=POST, \
+                     headers.content-type=application/x-www-form-urlencoded, \
+                     headers.accept=application/json, body=\"{body}\", clear=true",
+                    header_safe(&o.label).replace('"', "'")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The notification of a decided choice: the result, no buttons, then cleared.
+    fn decided(&self, c: &Choice) -> Push {
+        let outcome = c.result.as_ref();
+        let chosen: Vec<&str> = outcome
+            .map(|r| r.selection.iter().map(|id| label_of(c, id)).collect())
+            .unwrap_or_default();
+        let by = outcome
+            .and_then(|r| r.by.as_deref())
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default();
+        let body = match c.status {
+            Status::Submitted if chosen.is_empty() => format!("Answered{by}."),
+            Status::Submitted => format!("Decided{by}: {}.", chosen.join(", ")),
+            Status::Cancelled => format!("Cancelled{by}."),
+            _ if chosen.is_empty() => "Nobody answered in time.".to_string(),
+            _ => format!(
+                "Nobody answered in time; the default: {}.",
+                chosen.join(", ")
+            ),
+        };
+        Push {
+            sequence: c.id.clone(),
+            title: c.spec.title.clone(),
+            body,
+            click: self.link(c),
+            priority: "low",
+            tags: "white_check_mark",
+            actions: String::new(),
+            then_clear: true,
+        }
+    }
+}
+
+fn label_of<'a>(c: &'a Choice, id: &'a str) -> &'a str {
+    c.spec
+        .options
+        .iter()
+        .find(|o| o.id == id)
+        .map_or(id, |o| o.label.as_str())
 }
 
 impl Subscriber for Notifier {
@@ -87,13 +195,29 @@ impl Subscriber for Notifier {
                 .as_deref()
                 .map(|s| format!(" from {s}"))
                 .unwrap_or_default();
-            self.enqueue(Push {
-                title: c.spec.title.clone(),
-                body: format!("{what}{source}: {}", self.link(c)),
-                click: self.link(c),
-                priority: "default",
-                tags: "question",
-            });
+            let body = format!("{what}{source}: {}", self.link(c));
+            self.enqueue(self.open_push(c, body, "default", "question"));
+        }
+        if change.kind.is_some_and(EventKind::is_final) {
+            self.warned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&c.id);
+            self.enqueue(self.decided(c));
+        } else if change.kind == Some(EventKind::TimeoutChanged)
+            && self
+                .warned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&c.id)
+        {
+            // The warning on the phone is out of date: it shows the new time instead.
+            let left = crate::views::clock(c.remaining_ms(now_ms()));
+            let body = format!(
+                "The deadline moved: {left} left to answer: {}",
+                self.link(c)
+            );
+            self.enqueue(self.open_push(c, body, "default", "hourglass_flowing_sand"));
         }
         // Re-arm the warning for the new deadline (or drop it once paused or final).
         let warn_at = match (c.status, c.deadline) {
@@ -126,17 +250,16 @@ impl Expire for Notifier {
         if c.status != Status::Pending || left <= 0 {
             return;
         }
-        self.enqueue(Push {
-            title: c.spec.title.clone(),
-            body: format!(
-                "Less than a minute left ({} s) to answer: {}",
-                (left + 999) / 1000,
-                self.link(&c)
-            ),
-            click: self.link(&c),
-            priority: "high",
-            tags: "hourglass_flowing_sand",
-        });
+        let body = format!(
+            "Less than a minute left ({} s) to answer: {}",
+            (left + 999) / 1000,
+            self.link(&c)
+        );
+        self.warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(c.id.clone());
+        self.enqueue(self.open_push(&c, body, "high", "hourglass_flowing_sand"));
     }
 }
 
@@ -171,18 +294,29 @@ async fn deliver(urls: Vec<String>, mut pushes: mpsc::Receiver<Push>) {
     }
 }
 
+/// Publishes the push (and, for a decided choice, then clears its notification).
 async fn send(client: &reqwest::Client, url: &str, push: &Push) -> Result<(), String> {
-    let response = client
+    let mut publish = client
         .post(url)
+        .header("X-Sequence-ID", &push.sequence)
         .header("Title", header_safe(&push.title))
         .header("Click", &push.click)
         .header("Priority", push.priority)
         .header("Tags", push.tags)
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .body(push.body.clone())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .header("Content-Type", "text/plain; charset=utf-8");
+    if !push.actions.is_empty() {
+        publish = publish.header("Actions", &push.actions);
+    }
+    succeeded(publish.body(push.body.clone())).await?;
+    if push.then_clear {
+        let clear = format!("{}/{}/clear", url.trim_end_matches('/'), push.sequence);
+        succeeded(client.put(clear)).await?;
+    }
+    Ok(())
+}
+
+async fn succeeded(request: reqwest::RequestBuilder) -> Result<(), String> {
+    let response = request.send().await.map_err(|e| e.to_string())?;
     if response.status().is_success() {
         Ok(())
     } else {

@@ -32,6 +32,8 @@ pub struct CommandBody {
     /// (`?as=KEY`; also taken from the query string).
     #[serde(rename = "as")]
     pub approver_key: Option<String>,
+    /// `push` from a phone notification's action button, so the record says so.
+    pub via: Option<String>,
     /// timeout: the remaining time becomes this many seconds from now.
     pub seconds: Option<f64>,
     /// timeout: add this many seconds (may be negative; remaining never drops below 1 s).
@@ -66,6 +68,7 @@ impl CommandBody {
                 "text" => body.text = Some(value.into_owned()),
                 "annotation" => body.annotation = Some(value.into_owned()),
                 "as" => body.approver_key = Some(value.into_owned()),
+                "via" => body.via = Some(value.into_owned()),
                 "seconds" => body.seconds = number(&value)?,
                 "add" => body.add = number(&value)?,
                 "minutes" => body.seconds = number(&value)?.map(|m| m * 60.0),
@@ -188,6 +191,11 @@ pub async fn command(
         if fields.approver_key.is_none() {
             fields.approver_key = params.text("as").map(str::to_string);
         }
+        let via = match fields.via.take().as_deref() {
+            None => via,
+            Some("push") => Via::Push,
+            Some(_) => return Err(AppError::invalid("via", "via is push, or left out")),
+        };
         let command = fields.into_command(&action)?;
         Ok::<_, AppError>(
             state

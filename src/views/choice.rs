@@ -148,6 +148,7 @@ fn how(c: &Choice) -> String {
         }
         (_, Some(Via::Web)) => format!("Answered on the web page{by} at {when}."),
         (_, Some(Via::Ws)) => format!("Answered over a live connection{by} at {when}."),
+        (_, Some(Via::Push)) => format!("Answered from a phone notification{by} at {when}."),
         (_, Some(Via::McpElicitation)) => {
             format!("Answered in the asking agent's client{by} at {when}.")
         }

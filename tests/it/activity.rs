@@ -11,6 +11,8 @@ use crate::helpers::{TestApp, get_text, id_of};
 /// A request as the receiver got it: headers (lower-case names) and body.
 #[derive(Clone, Debug)]
 struct Received {
+    method: String,
+    path: String,
     headers: Vec<(String, String)>,
     body: String,
 }
@@ -29,18 +31,29 @@ async fn receiver(status: u16, delay: Duration) -> (String, Arc<Mutex<Vec<Receiv
     use axum::http::HeaderMap;
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let sink = got.clone();
-    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: String| {
-        let sink = sink.clone();
-        async move {
-            let headers = headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect();
-            sink.lock().unwrap().push(Received { headers, body });
-            tokio::time::sleep(delay).await;
-            axum::http::StatusCode::from_u16(status).unwrap()
-        }
-    });
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: HeaderMap,
+              body: String| {
+            let sink = sink.clone();
+            async move {
+                let headers = headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+                    .collect();
+                let (method, path) = (method.to_string(), uri.path().to_string());
+                sink.lock().unwrap().push(Received {
+                    method,
+                    path,
+                    headers,
+                    body,
+                });
+                tokio::time::sleep(delay).await;
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/topic", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -367,4 +380,213 @@ async fn choiceboard_note_posts_from_the_shell() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("message"));
+}
+
+/// One ntfy action of an `Actions` header, as ntfy reads the short format: `kind, label, url`,
+/// then `key=value` fields, quotes taken off.
+#[derive(Debug)]
+struct Action {
+    kind: String,
+    label: String,
+    url: String,
+    fields: Vec<(String, String)>,
+}
+
+fn parse_actions(header: &str) -> Vec<Action> {
+    let unquote = |v: &str| v.trim().trim_matches('"').to_string();
+    header
+        .split("; ")
+        .map(|action| {
+            let parts: Vec<&str> = action.split(", ").collect();
+            assert!(
+                parts.len() >= 3,
+                "an action has a kind, a label and a URL: {action}"
+            );
+            Action {
+                kind: unquote(parts[0]),
+                label: unquote(parts[1]),
+                url: unquote(parts[2]),
+                fields: parts[3..]
+                    .iter()
+                    .map(|f| {
+                        let (k, v) = f.split_once('=').expect("key=value");
+                        (k.trim().to_string(), unquote(v))
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+impl Action {
+    fn field(&self, name: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Does what a phone does when the button is tapped.
+    async fn tap(&self, client: &reqwest::Client) -> reqwest::Response {
+        assert_eq!(self.kind, "http");
+        let method = reqwest::Method::from_bytes(self.field("method").as_bytes()).unwrap();
+        let mut request = client
+            .request(method, &self.url)
+            .body(self.field("body").to_string());
+        for (k, v) in &self.fields {
+            if let Some(name) = k.strip_prefix("headers.") {
+                request = request.header(name, v);
+            }
+        }
+        request.send().await.unwrap()
+    }
+}
+
+async fn pushes_matching(
+    got: &Arc<Mutex<Vec<Received>>>,
+    within: Duration,
+    wanted: impl Fn(&Received) -> bool,
+) -> Received {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(found) = got.lock().unwrap().iter().find(|r| wanted(r)) {
+            return found.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "no such push within {within:?}: {:?}",
+            got.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_push_answers_from_the_lock_screen_and_then_shows_the_result_and_clears() {
+    let (url, got) = receiver(200, Duration::ZERO).await;
+    let app = TestApp::spawn_with(|c| c.notify_urls = vec![url]).await;
+    let c = app
+        .create(
+            json!({"title": "Deploy build 1234?", "timeout_seconds": 600,
+            "options": [{"id": "yes", "label": "Ship it"}, {"id": "no", "label": "Hold"}]}),
+        )
+        .await;
+    let id = id_of(&c);
+    let created = pushes_matching(&got, Duration::from_secs(3), |r| r.method == "POST").await;
+    assert_eq!(created.header("x-sequence-id"), id);
+    let actions = parse_actions(created.header("actions"));
+    println!("Actions: {}", created.header("actions"));
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    let submit = app.url(&format!("/choice/{id}/submit"));
+    for (action, (option, label)) in actions.iter().zip([("yes", "Ship it"), ("no", "Hold")]) {
+        assert_eq!(
+            (action.kind.as_str(), action.label.as_str()),
+            ("http", label)
+        );
+        assert_eq!(action.url, submit);
+        assert_eq!(action.field("method"), "POST");
+        assert_eq!(action.field("body"), format!("selection={option}&via=push"));
+        assert_eq!(action.field("clear"), "true");
+    }
+
+    // A tap on "Hold", exactly as the action says: decided, via push.
+    let r = actions[1].tap(&app.client).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let decided: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(decided["status"], "submitted");
+    assert_eq!(decided["result"]["selection"], json!(["no"]));
+    assert_eq!(decided["result"]["via"], "push");
+    let events = app.events_of(&id).await;
+    assert_eq!(events.last().unwrap()["data"]["result"]["via"], "push");
+    // A second tap (another button, or a second phone) changes nothing.
+    assert_eq!(
+        actions[0].tap(&app.client).await.status(),
+        StatusCode::CONFLICT
+    );
+
+    // The notification then shows the result, under the same sequence id, and is cleared.
+    let update = pushes_matching(&got, Duration::from_secs(3), |r| {
+        r.method == "POST" && r.body.contains("Decided")
+    })
+    .await;
+    assert_eq!(update.header("x-sequence-id"), id);
+    assert!(update.body.contains("Hold"), "{}", update.body);
+    assert!(
+        update.header("actions").is_empty(),
+        "a decided choice has no buttons"
+    );
+    let clear = pushes_matching(&got, Duration::from_secs(3), |r| r.method == "PUT").await;
+    assert_eq!(clear.path, format!("/topic/{id}/clear"));
+}
+
+#[tokio::test]
+async fn an_extension_replaces_the_minute_warning_and_other_choices_get_an_open_button() {
+    let (url, got) = receiver(200, Duration::ZERO).await;
+    let app = TestApp::spawn_with(|c| c.notify_urls = vec![url]).await;
+    let id = id_of(
+        &app.create(
+            json!({"title": "Deploy?", "options": [{"id": "yes"}, {"id": "no"}],
+        "timeout_seconds": 61}),
+        )
+        .await,
+    );
+    let warning = pushes_matching(&got, Duration::from_secs(4), |r| {
+        r.header("priority") == "high"
+    })
+    .await;
+    assert_eq!(warning.header("x-sequence-id"), id);
+    assert_eq!(
+        parse_actions(warning.header("actions")).len(),
+        2,
+        "the warning answers too"
+    );
+    let (status, _) = app.command(&id, "timeout", json!({"add": 600})).await;
+    assert_eq!(status, StatusCode::OK);
+    let moved = pushes_matching(&got, Duration::from_secs(3), |r| {
+        r.body.contains("deadline moved")
+    })
+    .await;
+    assert_eq!(
+        moved.header("x-sequence-id"),
+        id,
+        "the same notification, updated"
+    );
+    assert!(moved.body.contains("11:0"), "{}", moved.body);
+
+    // More than three options, or several to choose: one button that opens the page.
+    for body in [
+        json!({"title": "Region?", "options": [{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}]}),
+        json!({"title": "Regions?", "mode": "multi", "options": [{"id": "a"}, {"id": "b"}]}),
+    ] {
+        let other = id_of(&app.create(body).await);
+        let push = pushes_matching(&got, Duration::from_secs(3), |r| {
+            r.header("x-sequence-id") == other
+        })
+        .await;
+        let actions = parse_actions(push.header("actions"));
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].kind, "view");
+        assert_eq!(actions[0].url, app.url(&format!("/choice/{other}")));
+    }
+
+    // An action with an unknown option, or a made-up via, changes nothing.
+    let r = app
+        .post_form(
+            &format!("/choice/{id}/submit"),
+            &[("selection", "maybe"), ("via", "push")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = app
+        .command(
+            &id,
+            "submit",
+            json!({"selection": ["yes"], "via": "carrier-pigeon"}),
+        )
+        .await;
+    assert_eq!(
+        (status, crate::helpers::field(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "via")
+    );
+    assert_eq!(app.choice(&id).await["status"], "pending");
 }
