@@ -310,6 +310,9 @@
     new MutationObserver(applyFilter).observe(main, { childList: true, subtree: true });
   }
 
+  // Installable, with an honest offline page (static/sw.js caches nothing else).
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(function () {});
+
   stampAll();
   if (badge) { badge.setAttribute("data-state", "connecting"); paintBadge(); }
   afterUpdate();

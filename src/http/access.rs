@@ -95,8 +95,16 @@ fn same_secret(given: &[u8], secret: &[u8]) -> bool {
 /// capability), the display name, signing in, static files and the health check. Everything
 /// else — the API, `/ws`, `/metrics`, the dashboard and any unknown path — needs the token.
 fn is_open(path: &str) -> bool {
-    matches!(path, "/healthz" | "/login" | "/logout" | "/name")
-        || path.starts_with("/static/")
+    matches!(
+        path,
+        "/healthz"
+            | "/login"
+            | "/logout"
+            | "/name"
+            | "/manifest.webmanifest"
+            | "/sw.js"
+            | "/offline"
+    ) || path.starts_with("/static/")
         || path.starts_with("/choice/")
         || path.strip_prefix("/ws/").is_some_and(|id| !id.is_empty())
 }
@@ -310,11 +318,15 @@ mod tests {
             "/static/app.js",
             "/login",
             "/name",
+            "/sw.js",
+            "/manifest.webmanifest",
+            "/offline",
         ] {
             assert!(is_open(open), "{open}");
         }
         for closed in [
             "/",
+            "/mcp",
             "/board",
             "/events",
             "/timers",

@@ -208,6 +208,11 @@ pub fn router(state: AppState) -> Router {
         .route("/choice/{id}/{action}", post(commands::command))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/app.js", get(pages::script))
+        .route("/static/icon-192.png", get(pages::icon_192))
+        .route("/static/icon-512.png", get(pages::icon_512))
+        .route("/manifest.webmanifest", get(pages::manifest))
+        .route("/sw.js", get(pages::service_worker))
+        .route("/offline", get(pages::offline))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Innermost first: the time limit, the rate limit, then who may ask at all.

@@ -107,6 +107,44 @@ pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", assets::BUNDLE)
 }
 
+pub async fn manifest() -> Response {
+    fresh("application/manifest+json", assets::MANIFEST.as_bytes())
+}
+
+/// At the root, so that it may control every page (a worker's scope is its own folder).
+pub async fn service_worker() -> Response {
+    fresh(
+        "text/javascript; charset=utf-8",
+        assets::SERVICE_WORKER.as_bytes(),
+    )
+}
+
+pub async fn icon_192() -> Response {
+    fresh("image/png", assets::ICON_192)
+}
+
+pub async fn icon_512() -> Response {
+    fresh("image/png", assets::ICON_512)
+}
+
+pub async fn offline() -> Response {
+    html(views::offline_page())
+}
+
+/// Files addressed without a content hash: the browser asks again each time whether they
+/// changed (a new service worker must reach it with the next build).
+fn fresh(content_type: &'static str, body: &'static [u8]) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// Static files are addressed with a content hash (`?v=`), so they may be cached for good.
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (

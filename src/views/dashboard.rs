@@ -3,7 +3,7 @@
 
 use maud::{Markup, html};
 
-use super::{badge, clock, page as shell};
+use super::{badge, clock, installable_page};
 use crate::choice::{Choice, Status};
 use crate::clock::{Millis, rfc3339};
 use crate::note::{Level, Note};
@@ -164,7 +164,7 @@ fn summary(c: &Choice) -> String {
 }
 
 pub fn page(board_now: &Board, now: Millis, filter: &Filter) -> Markup {
-    shell(
+    installable_page(
         "Dashboard",
         Some(10),
         html! {

@@ -16,6 +16,11 @@ use crate::clock::Millis;
 /// ours), so a page costs three requests and its stream.
 pub mod assets {
     pub const CSS: &str = include_str!("../../static/app.css");
+    /// The installable app: its manifest, icons and service worker (static/sw.js).
+    pub const MANIFEST: &str = include_str!("../../static/manifest.webmanifest");
+    pub const SERVICE_WORKER: &str = include_str!("../../static/sw.js");
+    pub const ICON_192: &[u8] = include_bytes!("../../static/icon-192.png");
+    pub const ICON_512: &[u8] = include_bytes!("../../static/icon-512.png");
     pub const BUNDLE: &str = concat!(
         include_str!("../../static/htmx.min.js"),
         "\n;\n",
@@ -39,6 +44,16 @@ pub mod assets {
 
 /// The page shell: head, styles, the script bundle, and a refresh for browsers without JS.
 pub fn page(title: &str, refresh_without_js: Option<u32>, body: Markup) -> Markup {
+    shell(title, refresh_without_js, false, body)
+}
+
+/// The dashboard's shell: the same, with the web app manifest, so a phone can add it to its
+/// home screen. (Other pages stay at three requests.)
+pub fn installable_page(title: &str, refresh_without_js: Option<u32>, body: Markup) -> Markup {
+    shell(title, refresh_without_js, true, body)
+}
+
+fn shell(title: &str, refresh_without_js: Option<u32>, installable: bool, body: Markup) -> Markup {
     let v = assets::version();
     html! {
         (DOCTYPE)
@@ -48,7 +63,14 @@ pub fn page(title: &str, refresh_without_js: Option<u32>, body: Markup) -> Marku
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 title { (title) " · choiceboard" }
-                link rel="icon" href="data:,";
+                @if installable {
+                    link rel="icon" type="image/png" href="/static/icon-192.png";
+                    link rel="apple-touch-icon" href="/static/icon-192.png";
+                    link rel="manifest" href="/manifest.webmanifest";
+                    meta name="theme-color" content="#2f5bd8";
+                } @else {
+                    link rel="icon" href="data:,";
+                }
                 link rel="stylesheet" href={ "/static/app.css?v=" (v) };
                 // No inline styles (strict CSP), no eval, and swaps replace the target element.
                 meta name="htmx-config" content=r#"{"includeIndicatorCSS":false,"defaultSwap":"outerHTML","history":false,"sse":{"reconnectDelay":200}}"#;
@@ -60,6 +82,23 @@ pub fn page(title: &str, refresh_without_js: Option<u32>, body: Markup) -> Marku
             body { (body) }
         }
     }
+}
+
+/// What the service worker shows for a page it cannot fetch: no countdown, since any it had
+/// would be stale.
+pub fn offline_page() -> Markup {
+    page(
+        "Offline",
+        None,
+        html! {
+            main .narrow {
+                h1 { "You are offline." }
+                p { "choiceboard cannot be reached from here right now, so this page shows no "
+                    "choices and no countdown: any it showed would be out of date." }
+                p { a href="/" { "Try again" } }
+            }
+        },
+    )
 }
 
 /// The connection badge; app.js keeps it current (Live / Reconnecting / Delayed / Offline).

@@ -429,3 +429,49 @@ async fn a_hidden_tab_notifies_when_ten_seconds_remain_and_when_time_is_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_dashboard_is_installable_its_worker_caches_only_the_offline_page_and_offline_says_so()
+{
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let page = browser.new_page().await;
+        page.goto(&app.url("/")).await;
+        page.eval("window.__scope = null; navigator.serviceWorker.ready.then(r => { window.__scope = r.scope; }); 1").await;
+        page.wait_for("window.__scope !== null", Duration::from_secs(5)).await;
+        assert_eq!(page.eval("window.__scope").await, json!(app.url("/")));
+        page.eval("window.__manifest = null; fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json()).then(m => { window.__manifest = m; }); 1").await;
+        page.wait_for("window.__manifest !== null", Duration::from_secs(3)).await;
+        let manifest = page.eval("window.__manifest").await;
+        assert_eq!(manifest["display"], "standalone");
+        assert_eq!(manifest["start_url"], "/");
+        for icon in manifest["icons"].as_array().expect("icons") {
+            let src = icon["src"].as_str().expect("src");
+            let r = app.client.get(app.url(src)).send().await.unwrap();
+            assert_eq!(r.headers()["content-type"], "image/png", "{src}");
+        }
+        // The worker's cache holds the offline page and nothing else: no page, no fragment,
+        // no countdown that could go stale.
+        page.eval("window.__cached = null; caches.keys().then(ks => Promise.all(ks.map(k => caches.open(k).then(c => c.keys())))).then(all => { window.__cached = all.flat().map(r => new URL(r.url).pathname); }); 1").await;
+        page.wait_for("window.__cached !== null", Duration::from_secs(3)).await;
+        assert_eq!(page.eval("window.__cached").await, json!(["/offline"]));
+        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+
+        // With the server gone, a navigation shows the offline page instead of the browser's error.
+        let id = id_of(&app.create_yes_no(120.0).await);
+        app.stop().await;
+        page.goto(&format!("http://127.0.0.1:{}/choice/{id}", page_port(&page).await)).await;
+        page.wait_for("document.body && document.body.textContent.includes('You are offline')", Duration::from_secs(5)).await;
+        assert!(!page.text("body").await.contains("Deploy?"));
+    })
+    .await;
+}
+
+/// The port of the page's own origin.
+async fn page_port(page: &Page) -> String {
+    page.eval("location.port")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
