@@ -515,6 +515,15 @@ impl Choice {
         }
     }
 
+    /// The label people see for an option id (the id itself if there is no such option).
+    pub fn option_label<'a>(&'a self, id: &'a str) -> &'a str {
+        self.spec
+            .options
+            .iter()
+            .find(|o| o.id == id)
+            .map_or(id, |o| o.label.as_str())
+    }
+
     /// How many more agreeing votes the leading selection needs; `None` without approvers.
     pub fn votes_needed(&self) -> Option<usize> {
         let approval = self.spec.approval.as_ref()?;

@@ -143,7 +143,7 @@ impl Notifier {
     fn decided(&self, c: &Choice) -> Push {
         let outcome = c.result.as_ref();
         let chosen: Vec<&str> = outcome
-            .map(|r| r.selection.iter().map(|id| label_of(c, id)).collect())
+            .map(|r| r.selection.iter().map(|id| c.option_label(id)).collect())
             .unwrap_or_default();
         let by = outcome
             .and_then(|r| r.by.as_deref())
@@ -170,14 +170,6 @@ impl Notifier {
             then_clear: true,
         }
     }
-}
-
-fn label_of<'a>(c: &'a Choice, id: &'a str) -> &'a str {
-    c.spec
-        .options
-        .iter()
-        .find(|o| o.id == id)
-        .map_or(id, |o| o.label.as_str())
 }
 
 impl Subscriber for Notifier {

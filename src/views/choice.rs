@@ -35,7 +35,7 @@ pub fn status(c: &Choice) -> Markup {
                         p { "Chosen: "
                             @for (i, id) in result.selection.iter().enumerate() {
                                 @if i > 0 { ", " }
-                                strong { (option_label(c, id)) }
+                                strong { (c.option_label(id)) }
                                 @if let Some(note) = result.option_annotations.get(id) { " (" (note) ")" }
                             }
                         }
@@ -65,7 +65,7 @@ fn votes(c: &Choice, approval: &Approval) -> Markup {
                                 span .vote data-voted="true" {
                                     @for (i, id) in vote.selection.iter().enumerate() {
                                         @if i > 0 { ", " }
-                                        (option_label(c, id))
+                                        (c.option_label(id))
                                     }
                                 }
                                 @if let Some(note) = &vote.annotation { " (" (note) ")" }
@@ -116,14 +116,6 @@ fn status_label(c: &Choice) -> &'static str {
         (Status::TimedOut, Mode::Timer) => "time is up",
         (Status::TimedOut, _) => "timed out",
     }
-}
-
-fn option_label<'a>(c: &'a Choice, id: &'a str) -> &'a str {
-    c.spec
-        .options
-        .iter()
-        .find(|o| o.id == id)
-        .map_or(id, |o| o.label.as_str())
 }
 
 fn how(c: &Choice) -> String {

@@ -40,6 +40,15 @@ def submit_on_the_page(choice_id, selection):
     return json.loads(get(f"/api/choices/{choice_id}"))
 
 
+async def until_asked():
+    """Waits (up to 10 s) until the client's callback has been asked."""
+    for _ in range(200):
+        if asked:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the client was never asked")
+
+
 async def answer_b(context, params):
     asked.append(params)
     schema = params.requested_schema
@@ -70,11 +79,7 @@ async def main():
     asked.clear()
     async with Client(BASE + "/mcp", mode=MODE, elicitation_callback=decline) as client:
         call = asyncio.ensure_future(client.call_tool("provide_choice", {"title": "Fruit, declined in the client", "options": OPTIONS, "timeout_seconds": 60}))
-        for _ in range(200):
-            if asked:
-                break
-            await asyncio.sleep(0.05)
-        assert asked, "the client was never asked"
+        await until_asked()
         await asyncio.sleep(0.3)
         active = json.loads(get("/api/choices"))["choices"]
         choice = next(c for c in active if c["title"] == "Fruit, declined in the client")
@@ -105,11 +110,7 @@ async def withdrawn():
     asked.clear()
     async with Client(BASE + "/mcp", mode=MODE, elicitation_callback=wait_forever) as client:
         call = asyncio.ensure_future(client.call_tool("provide_choice", {"title": "Fruit, answered while asked", "options": OPTIONS, "timeout_seconds": 60}))
-        for _ in range(200):
-            if asked:
-                break
-            await asyncio.sleep(0.05)
-        assert asked, "the client was never asked"
+        await until_asked()
         active = json.loads(get("/api/choices"))["choices"]
         choice = next(c for c in active if c["title"] == "Fruit, answered while asked")
         submit_on_the_page(choice["id"], "b")
