@@ -101,6 +101,10 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     pub notify_urls: Vec<String>,
+    /// Who push services may contact about this server's Web Push (mailto: or https: URL;
+    /// default: the public URL when it is https).
+    #[arg(long, env = "CHOICEBOARD_PUSH_CONTACT", value_name = "URL")]
+    pub push_contact: Option<String>,
     /// Delete final choices and notes older than this (e.g. 30d, 12h).
     #[arg(long, env = "CHOICEBOARD_KEEP", default_value = "30d", value_parser = crate::clock::parse_duration)]
     pub keep: f64,
@@ -266,6 +270,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let config = Config {
         public_url: args.public_url,
         notify_urls: args.notify_urls,
+        push_contact: args.push_contact,
         keep: std::time::Duration::from_secs_f64(args.keep.max(60.0)),
         token: args.token,
         limits,

@@ -13,7 +13,9 @@
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
 //! - [`hub`] — the 1 Hz ticker, and the dashboard's board and frames.
 //! - [`frame`] — a rendered frame (the same bytes for every viewer) and the SSE format.
-//! - [`notify`] — pushes to phones (ntfy format) on new choices and a minute before deadlines.
+//! - [`notify`] — pushes to phones (ntfy format, and Web Push) on new choices and a minute
+//!   before deadlines, updated once decided.
+//! - [`webpush`] — Web Push devices, the VAPID key, and one encrypted push to one device.
 //! - [`views`] — pages and fragments in Maud, one function per swap target.
 //! - [`json`] — the JSON forms of choices and events from API.md.
 //! - [`http`] — the route table, handlers by feature, errors, content negotiation; `access`
@@ -47,3 +49,4 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod views;
+pub mod webpush;

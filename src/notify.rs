@@ -1,7 +1,10 @@
 //! Pushes to phones: when a choice is created, and when one has less than a minute left
-//! unanswered, POST a short message to every `--notify-url`. The body and headers follow ntfy's
-//! publishing format (plain text, `Title`, `Click`, `Priority`, `Tags`, `Actions`), so an ntfy
-//! topic pushes it to a phone and any webhook receives it too.
+//! unanswered, POST a short message to every `--notify-url`, and send it by Web Push to every
+//! device that asked for it ([`crate::webpush`]). For `--notify-url` the body and headers follow
+//! ntfy's publishing format (plain text, `Title`, `Click`, `Priority`, `Tags`, `Actions`), so
+//! an ntfy topic pushes it to a phone and any webhook receives it too. For Web Push it is the
+//! JSON that `static/sw.js` shows as a notification: `title`, `body`, `url`, `tag` (the choice
+//! id), `actions` (`{action: option id, title}`), `answer` (the submit route) and `final`.
 //!
 //! A notification follows its choice: every push about a choice carries the choice's id as
 //! ntfy's sequence id (`X-Sequence-ID`, ntfy 2.16+), so a later push updates the notification
@@ -23,6 +26,7 @@ use crate::choice::{Choice, EventKind, Mode, Status};
 use crate::clock::{Millis, now_ms};
 use crate::engine::{Change, Subscriber};
 use crate::scheduler::{Expire, Scheduler};
+use crate::webpush::{Delivery, Message, WebPush};
 
 /// Warn when this much time is left.
 const WARN_BEFORE_MS: Millis = 60_000;
@@ -32,6 +36,9 @@ const FIRST_RETRY: Duration = Duration::from_millis(500);
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// ntfy shows at most three action buttons.
 const MAX_ANSWER_BUTTONS: usize = 3;
+
+/// A decided choice's notification lingers this long at a push service that cannot deliver it.
+const DECIDED_TTL_S: u64 = 3600;
 
 /// One push, ready to send.
 #[derive(Clone, Debug)]
@@ -43,10 +50,20 @@ struct Push {
     click: String,
     priority: &'static str,
     tags: &'static str,
-    /// ntfy's `Actions` header; empty for none.
-    actions: String,
+    buttons: Buttons,
     /// Clear the notification once this (final) update is delivered.
     then_clear: bool,
+    /// Past this, the push is old news (the deadline, or an hour for a result).
+    ttl_s: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Buttons {
+    None,
+    /// Opens the page.
+    Open,
+    /// One per option (id, label), answering at once.
+    Answer(Vec<(String, String)>),
 }
 
 pub struct Notifier {
@@ -62,13 +79,11 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the delivery task; returns `None` when there is nowhere to push.
-    pub fn start(urls: Vec<String>, base_url: String) -> Option<Arc<Notifier>> {
-        if urls.is_empty() {
-            return None;
-        }
+    /// Starts the delivery task. It runs even with no `--notify-url`: a browser may ask for
+    /// Web Push at any time.
+    pub fn start(urls: Vec<String>, web_push: Arc<WebPush>, base_url: String) -> Arc<Notifier> {
         let (queue, pushes) = mpsc::channel(QUEUE);
-        tokio::spawn(deliver(urls, pushes));
+        tokio::spawn(deliver(urls, web_push, pushes));
         let notifier = Arc::new(Notifier {
             queue,
             warnings: Scheduler::default(),
@@ -77,7 +92,7 @@ impl Notifier {
             base_url,
         });
         tokio::spawn(notifier.warnings.clone().run(Arc::downgrade(&notifier)));
-        Some(notifier)
+        notifier
     }
 
     fn enqueue(&self, push: Push) {
@@ -105,38 +120,12 @@ impl Notifier {
             click: self.link(c),
             priority,
             tags,
-            actions: self.actions(c),
+            buttons: buttons(c),
             then_clear: false,
+            ttl_s: u64::try_from(c.remaining_ms(now_ms()) / 1000)
+                .unwrap_or(0)
+                .max(1),
         }
-    }
-
-    /// One button per option, answering at once, where that is the whole answer (a `single`
-    /// choice with few options and no approvers); else one that opens the page.
-    fn actions(&self, c: &Choice) -> String {
-        let page = self.link(c);
-        let spec = &c.spec;
-        let answerable = spec.mode == Mode::Single
-            && spec.approval.is_none()
-            && spec.options.len() <= MAX_ANSWER_BUTTONS;
-        if !answerable {
-            return format!("view, Open, {page}, clear=true");
-        }
-        spec.options
-            .iter()
-            .map(|o| {
-                let body = form_urlencoded::Serializer::new(String::new())
-                    .append_pair("selection", &o.id)
-                    .append_pair("via", "push")
-                    .finish();
-                format!(
-                    "http, \"{}\", {page}/submit, method=POST, \
-                     headers.content-type=application/x-www-form-urlencoded, \
-                     headers.accept=application/json, body=\"{body}\", clear=true",
-                    header_safe(&o.label).replace('"', "'")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
     }
 
     /// The notification of a decided choice: the result, no buttons, then cleared.
@@ -166,9 +155,98 @@ impl Notifier {
             click: self.link(c),
             priority: "low",
             tags: "white_check_mark",
-            actions: String::new(),
+            buttons: Buttons::None,
             then_clear: true,
+            ttl_s: DECIDED_TTL_S,
         }
+    }
+}
+
+/// One button per option, answering at once, where that is the whole answer (a `single`
+/// choice with few options and no approvers); else one that opens the page.
+fn buttons(c: &Choice) -> Buttons {
+    let spec = &c.spec;
+    let answerable = spec.mode == Mode::Single
+        && spec.approval.is_none()
+        && spec.options.len() <= MAX_ANSWER_BUTTONS;
+    if !answerable {
+        return Buttons::Open;
+    }
+    Buttons::Answer(
+        spec.options
+            .iter()
+            .map(|o| (o.id.clone(), o.label.clone()))
+            .collect(),
+    )
+}
+
+/// The form body a button POSTs to the choice's submit route.
+fn answer_body(option: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("selection", option)
+        .append_pair("via", "push")
+        .finish()
+}
+
+impl Push {
+    /// ntfy's `Actions` header; empty for none.
+    fn ntfy_actions(&self) -> String {
+        let page = &self.click;
+        match &self.buttons {
+            Buttons::None => String::new(),
+            Buttons::Open => format!("view, Open, {page}, clear=true"),
+            Buttons::Answer(options) => options
+                .iter()
+                .map(|(id, label)| {
+                    format!(
+                        "http, \"{}\", {page}/submit, method=POST, \
+                         headers.content-type=application/x-www-form-urlencoded, \
+                         headers.accept=application/json, body=\"{}\", clear=true",
+                        header_safe(label).replace('"', "'"),
+                        answer_body(id)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+
+    /// The Web Push message: what the service worker shows (see the module's opening).
+    fn web_message(&self) -> Message {
+        let actions: Vec<serde_json::Value> = match &self.buttons {
+            Buttons::Answer(options) => options
+                .iter()
+                .map(|(id, label)| serde_json::json!({ "action": id, "title": shorten(label, 60) }))
+                .collect(),
+            Buttons::None | Buttons::Open => Vec::new(),
+        };
+        let payload = serde_json::json!({
+            "title": shorten(&self.title, 200),
+            "body": shorten(&self.body, 1000),
+            "url": self.click,
+            "tag": self.sequence,
+            "actions": actions,
+            "answer": format!("{}/submit", self.click),
+            "final": self.then_clear,
+        });
+        Message {
+            topic: self.sequence.clone(),
+            payload: payload.to_string().into_bytes(),
+            ttl_s: self.ttl_s,
+            urgency: match (self.then_clear, self.priority) {
+                (true, _) => "low",
+                (false, "high") => "high",
+                _ => "normal",
+            },
+        }
+    }
+}
+
+/// A push service takes about 4 KB: long texts are cut, at a character boundary.
+fn shorten(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -255,7 +333,7 @@ impl Expire for Notifier {
     }
 }
 
-async fn deliver(urls: Vec<String>, mut pushes: mpsc::Receiver<Push>) {
+async fn deliver(urls: Vec<String>, web_push: Arc<WebPush>, mut pushes: mpsc::Receiver<Push>) {
     let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {
@@ -265,23 +343,55 @@ async fn deliver(urls: Vec<String>, mut pushes: mpsc::Receiver<Push>) {
     };
     while let Some(push) = pushes.recv().await {
         for url in &urls {
-            // Each delivery retries on its own, so a dead receiver never holds up the others.
             let (client, url, push) = (client.clone(), url.clone(), push.clone());
             tokio::spawn(async move {
-                let mut wait = FIRST_RETRY;
-                for attempt in 1..=ATTEMPTS {
-                    match send(&client, &url, &push).await {
-                        Ok(()) => return,
-                        Err(e) if attempt == ATTEMPTS => {
-                            tracing::warn!(%url, error = %e, attempts = ATTEMPTS, "a push could not be delivered");
-                        }
-                        Err(_) => {
-                            tokio::time::sleep(wait).await;
-                            wait *= 2;
-                        }
-                    }
-                }
+                with_retries(&url, || send(&client, &url, &push)).await;
             });
+        }
+        let devices = match web_push.devices().await {
+            Ok(devices) => devices,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the Web Push devices could not be read; a push was dropped");
+                continue;
+            }
+        };
+        if devices.is_empty() {
+            continue;
+        }
+        let message = Arc::new(push.web_message());
+        for device in devices.iter().cloned() {
+            let (client, web_push, message) = (client.clone(), web_push.clone(), message.clone());
+            tokio::spawn(async move {
+                let to = device.push_service();
+                with_retries(&to, || async {
+                    match web_push.send(&client, &device, &message).await {
+                        Delivery::Delivered | Delivery::Gone => Ok(()),
+                        Delivery::Failed(e) => Err(e),
+                    }
+                })
+                .await;
+            });
+        }
+    }
+}
+
+/// Each delivery retries on its own, with backoff, so a dead receiver never holds up the others.
+async fn with_retries<F, Fut>(to: &str, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut wait = FIRST_RETRY;
+    for n in 1..=ATTEMPTS {
+        match attempt().await {
+            Ok(()) => return,
+            Err(e) if n == ATTEMPTS => {
+                tracing::warn!(%to, error = %e, attempts = ATTEMPTS, "a push could not be delivered");
+            }
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
         }
     }
 }
@@ -296,8 +406,9 @@ async fn send(client: &reqwest::Client, url: &str, push: &Push) -> Result<(), St
         .header("Priority", push.priority)
         .header("Tags", push.tags)
         .header("Content-Type", "text/plain; charset=utf-8");
-    if !push.actions.is_empty() {
-        publish = publish.header("Actions", &push.actions);
+    let actions = push.ntfy_actions();
+    if !actions.is_empty() {
+        publish = publish.header("Actions", actions);
     }
     succeeded(publish.body(push.body.clone())).await?;
     if push.then_clear {

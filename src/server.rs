@@ -13,6 +13,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
+use crate::webpush::WebPush;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -24,6 +25,8 @@ pub struct Config {
     pub presence_grace: std::time::Duration,
     /// Where to push "a question is waiting" and "a minute left" (ntfy format).
     pub notify_urls: Vec<String>,
+    /// Web Push's VAPID contact (`mailto:` or `https:`); by default the public URL if https.
+    pub push_contact: Option<String>,
     /// Final choices and notes older than this are deleted.
     pub keep: std::time::Duration,
     /// With a token, the API and the dashboard need it; a choice needs only its id.
@@ -41,6 +44,7 @@ impl Config {
             public_url: None,
             presence_grace: std::time::Duration::from_secs(10),
             notify_urls: Vec::new(),
+            push_contact: None,
             keep: std::time::Duration::from_secs(30 * 86_400),
             token: None,
             limits: Limits::default(),
@@ -59,16 +63,24 @@ pub async fn run(
     metrics.seed_deadlines(store.pending_deadlines().await?);
     let engine = Engine::start(store.clone(), config.presence_grace, config.max_batch).await?;
     engine.add_subscriber(metrics.clone());
-    let hub = Hub::start(engine.live().clone(), store);
+    let hub = Hub::start(engine.live().clone(), store.clone());
     engine.add_subscriber(Arc::new(hub.clone()));
     let addr = listener.local_addr()?;
     let public_url = match config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };
-    if let Some(notifier) = Notifier::start(config.notify_urls, public_url.clone()) {
-        engine.add_subscriber(notifier);
-    }
+    let contact = config.push_contact.or_else(|| {
+        public_url
+            .starts_with("https://")
+            .then(|| public_url.clone())
+    });
+    let web_push = Arc::new(WebPush::open(store, contact).await?);
+    engine.add_subscriber(Notifier::start(
+        config.notify_urls,
+        web_push.clone(),
+        public_url.clone(),
+    ));
     tokio::spawn(retention(engine.clone(), config.keep));
     let settings = Settings {
         token: Token::new(config.token.as_deref()),
@@ -86,6 +98,7 @@ pub async fn run(
         settings: Arc::new(settings),
         guards: guards.clone(),
         metrics,
+        web_push,
     };
     tracing::info!(%addr, database = %redact(&config.database), "choiceboard is serving");
     // Streams never end by themselves; end them so the graceful shutdown can finish.

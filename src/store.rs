@@ -2,9 +2,10 @@
 //! default, PostgreSQL for several nodes; the same statements run on both through sqlx's `Any`
 //! driver, and only the few places that differ ask which backend this is.
 //!
-//! Two tables: `choices` (current state, with a `version`) and `events` (append-only, global
-//! `seq`). Writes happen in a [`Batch`]: one transaction holding any number of commands, which
-//! the engine's writer commits once for all of them (group commit).
+//! Two tables hold the choices: `choices` (current state, with a `version`) and `events`
+//! (append-only, global `seq`). Writes happen in a [`Batch`]: one transaction holding any
+//! number of commands, which the engine's writer commits once for all of them (group commit).
+//! Beside them, `push_subscriptions` (the Web Push devices) and `server_secrets` (the VAPID key).
 //!
 //! On PostgreSQL several nodes may share the database: every commit sends one
 //! `NOTIFY choiceboard, '<last seq>'`, and a [`Listener`] (one dedicated connection running
@@ -21,6 +22,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use crate::choice::Choice;
 use crate::clock::Millis;
+use crate::webpush::Device;
 
 const SELECT_CHOICE: &str = "SELECT state FROM choices WHERE id = $1";
 /// Followed by one `(…)` of 8 parameters per row.
@@ -49,6 +51,16 @@ const LIST_ACTIVE: &str = "SELECT state FROM choices WHERE status IN ('pending',
 const LIST_FINAL: &str = "SELECT state FROM choices WHERE status NOT IN ('pending', 'paused') \
      ORDER BY resolved_ms DESC, id LIMIT $1";
 const LIST_ALL: &str = "SELECT state FROM choices ORDER BY created_ms DESC, id LIMIT $1";
+const DEVICES: &str =
+    "SELECT id, endpoint, p256dh, auth, created_ms FROM push_subscriptions ORDER BY created_ms, id";
+/// The same device again (same endpoint, so same id) replaces its keys.
+const SAVE_DEVICE: &str = "INSERT INTO push_subscriptions (id, endpoint, p256dh, auth, created_ms) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth";
+const REMOVE_DEVICE: &str = "DELETE FROM push_subscriptions WHERE id = $1";
+/// The first node to make a secret keeps it; every other node reads that one.
+const OFFER_SECRET: &str =
+    "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+const SELECT_SECRET: &str = "SELECT value FROM server_secrets WHERE name = $1";
 const PENDING_DEADLINES: &str = "SELECT id, deadline_ms FROM choices WHERE status = 'pending'";
 const EVENTS_AFTER: &str =
     "SELECT seq, at_ms, choice_id, type, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -349,6 +361,60 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// The devices that asked for Web Push, oldest first.
+    pub async fn devices(&self) -> anyhow::Result<Vec<Device>> {
+        let rows = sqlx::query(DEVICES).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Device {
+                    id: row.try_get(0)?,
+                    endpoint: row.try_get(1)?,
+                    p256dh: row.try_get(2)?,
+                    auth: row.try_get(3)?,
+                    created_ms: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn save_device(&self, device: &Device) -> anyhow::Result<()> {
+        sqlx::query(SAVE_DEVICE)
+            .bind(&device.id)
+            .bind(&device.endpoint)
+            .bind(&device.p256dh)
+            .bind(&device.auth)
+            .bind(device.created_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether there was such a device.
+    pub async fn remove_device(&self, id: &str) -> anyhow::Result<bool> {
+        if !storable_id(id) {
+            return Ok(false);
+        }
+        let done = sqlx::query(REMOVE_DEVICE)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The secret called `name`: `made` is stored if there is none yet, and whichever was
+    /// stored first (by any node) is returned.
+    pub async fn secret(&self, name: &str, made: &str) -> anyhow::Result<String> {
+        sqlx::query(OFFER_SECRET)
+            .bind(name)
+            .bind(made)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar(SELECT_SECRET)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     pub async fn ping(&self) -> anyhow::Result<()> {

@@ -18,6 +18,8 @@ pub enum AppError {
     /// A vote on a choice that approvers decide, without one of its approvers' keys.
     NotAnApprover(String),
     NotFound,
+    /// No Web Push device with that id.
+    NoSuchDevice,
     AlreadyFinal,
     Conflict(String),
     TooLarge,
@@ -47,7 +49,7 @@ impl AppError {
             AppError::Malformed(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::ForbiddenOrigin | AppError::NotAnApprover(_) => StatusCode::FORBIDDEN,
-            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::NotFound | AppError::NoSuchDevice => StatusCode::NOT_FOUND,
             AppError::AlreadyFinal | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -64,7 +66,7 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::ForbiddenOrigin => "forbidden_origin",
             AppError::NotAnApprover(_) => "not_an_approver",
-            AppError::NotFound => "not_found",
+            AppError::NotFound | AppError::NoSuchDevice => "not_found",
             AppError::AlreadyFinal => "already_final",
             AppError::Conflict(_) => "conflict",
             AppError::TooLarge => "too_large",
@@ -89,6 +91,7 @@ impl AppError {
             }
             AppError::ForbiddenOrigin => "this request came from another site".into(),
             AppError::NotFound => "no such choice".into(),
+            AppError::NoSuchDevice => "no such push subscription".into(),
             AppError::AlreadyFinal => {
                 "the choice is already submitted, cancelled or timed out".into()
             }

@@ -11,6 +11,7 @@ pub mod log;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod push;
 pub mod sse;
 pub mod ws;
 
@@ -22,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
 use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -55,6 +56,8 @@ pub struct AppState {
     /// Rate limits and stream caps, with their live counts.
     pub guards: Arc<limits::Guards>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The Web Push devices and the VAPID key.
+    pub web_push: Arc<crate::webpush::WebPush>,
 }
 
 /// What handlers need to know about how the server was started.
@@ -192,6 +195,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/status", get(api::status))
         .route("/api/notes", post(api::create_note).get(api::notes))
         .route("/api/events", get(log::events))
+        .route("/api/push/key", get(push::key))
+        .route(
+            "/api/push/subscriptions",
+            get(push::list).post(push::subscribe),
+        )
+        .route("/api/push/subscriptions/{id}", delete(push::unsubscribe))
         .route("/ws", get(ws::log_socket))
         .route("/ws/{id}", get(ws::choice_socket))
         .route("/healthz", get(api::healthz))

@@ -32,6 +32,10 @@ pub use crate::json::ChoiceBody as Choice;
         super::api::notes,
         super::log::events,
         super::commands::command,
+        super::push::key,
+        super::push::list,
+        super::push::subscribe,
+        super::push::unsubscribe,
         super::api::healthz,
         super::ops::metrics,
         document,
@@ -44,6 +48,7 @@ pub use crate::json::ChoiceBody as Choice;
         (name = "choices", description = "Create, read, list and wait for choices."),
         (name = "commands", description = "Answer, cancel, extend, pause, resume, reset."),
         (name = "log", description = "The event log: polling and streaming."),
+        (name = "push", description = "Web Push: the devices that get notifications."),
         (name = "operations", description = "Health, metrics and this document."),
     )
 )]
@@ -212,6 +217,7 @@ mod tests {
             AppError::ForbiddenOrigin,
             AppError::NotAnApprover(String::new()),
             AppError::NotFound,
+            AppError::NoSuchDevice,
             AppError::RequestTimeout(String::new()),
             AppError::AlreadyFinal,
             AppError::Conflict(String::new()),
