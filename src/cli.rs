@@ -103,7 +103,7 @@ pub struct ServeArgs {
     pub notify_urls: Vec<String>,
     /// Who push services may contact about this server's Web Push (mailto: or https: URL;
     /// default: the public URL when it is https).
-    #[arg(long, env = "CHOICEBOARD_PUSH_CONTACT", value_name = "URL")]
+    #[arg(long, env = "CHOICEBOARD_PUSH_CONTACT", value_name = "URL", value_parser = push_contact)]
     pub push_contact: Option<String>,
     /// Delete final choices and notes older than this (e.g. 30d, 12h).
     #[arg(long, env = "CHOICEBOARD_KEEP", default_value = "30d", value_parser = crate::clock::parse_duration)]
@@ -314,4 +314,14 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// RFC 8292 §2.1: the contact is a `mailto:` or an `https:` URI.
+fn push_contact(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if (text.starts_with("mailto:") && text.len() > 7) || text.starts_with("https://") {
+        Ok(text.to_string())
+    } else {
+        Err("must be mailto:ADDRESS or an https:// URL".into())
+    }
 }

@@ -313,6 +313,78 @@
   // Installable, with an honest offline page (static/sw.js caches nothing else).
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(function () {});
 
+  // --- Web Push (dashboard): "Notify this device" subscribes this browser through its push
+  // service and gives the server the subscription; static/sw.js shows what arrives, even with
+  // no tab open. The server knows a device by its endpoint's SHA-256, so "Stop" needs no
+  // stored id.
+  var push = document.getElementById("push");
+  if (push && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window && window.crypto && crypto.subtle) {
+    var pushButton = document.getElementById("push-device"), pushStatus = document.getElementById("push-status");
+    push.hidden = false;
+    var showDevice = function (subscribed, message) {
+      pushButton.textContent = subscribed ? "Stop notifying this device" : "Notify this device";
+      pushButton.setAttribute("aria-pressed", subscribed ? "true" : "false");
+      pushStatus.textContent = message || "";
+    };
+    var api = function (method, path, body) {
+      return fetch(path, { method: method, headers: body ? { "content-type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined })
+        .then(function (r) {
+          if (r.ok || (method === "DELETE" && r.status === 404)) return r.status === 204 || r.status === 404 ? null : r.json();
+          return r.json().then(function (b) { throw new Error(b.error ? b.error.message : "the server answered " + r.status); });
+        });
+    };
+    var keyBytes = function (base64url) {
+      var raw = atob(base64url.replace(/-/g, "+").replace(/_/g, "/"));
+      var bytes = new Uint8Array(raw.length);
+      for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+      return bytes;
+    };
+    var deviceId = function (endpoint) {
+      return crypto.subtle.digest("SHA-256", new TextEncoder().encode(endpoint)).then(function (hash) {
+        var bytes = new Uint8Array(hash).slice(0, 16), text = "";
+        for (var i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+        return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+      });
+    };
+    var subscribe = function (registration) {
+      return Notification.requestPermission().then(function (permission) {
+        if (permission !== "granted") throw new Error("notifications are blocked for this site in the browser's settings");
+        return api("GET", "/api/push/key");
+      }).then(function (key) {
+        // A browser without a reachable push service may never answer: give up after 8 s.
+        var late = new Promise(function (_, fail) { setTimeout(function () { fail(new Error("no answer in 8 s")); }, 8000); });
+        return Promise.race([registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key.public_key) }), late])
+          .catch(function (e) { throw new Error("this browser's push service did not answer (" + e.message + ")"); });
+      }).then(function (subscription) {
+        return api("POST", "/api/push/subscriptions", subscription.toJSON());
+      }).then(function () { showDevice(true, "This device will be notified."); });
+    };
+    var unsubscribe = function (subscription) {
+      return deviceId(subscription.endpoint).then(function (id) {
+        return api("DELETE", "/api/push/subscriptions/" + id);
+      }).then(function () { return subscription.unsubscribe(); })
+        .then(function () { showDevice(false, "This device will no longer be notified."); });
+    };
+    navigator.serviceWorker.ready.then(function (registration) {
+      return registration.pushManager.getSubscription();
+    }).then(function (subscription) {
+      showDevice(!!subscription);
+      // The server may have lost it (a new database): giving it again is harmless.
+      if (subscription) api("POST", "/api/push/subscriptions", subscription.toJSON()).catch(function () {});
+    });
+    pushButton.addEventListener("click", function () {
+      pushButton.disabled = true;
+      pushStatus.textContent = "";
+      navigator.serviceWorker.ready.then(function (registration) {
+        return registration.pushManager.getSubscription().then(function (subscription) {
+          return subscription ? unsubscribe(subscription) : subscribe(registration);
+        });
+      }).catch(function (e) {
+        pushStatus.textContent = "Not notified: " + e.message + ".";
+      }).then(function () { pushButton.disabled = false; });
+    });
+  }
+
   stampAll();
   if (badge) { badge.setAttribute("data-state", "connecting"); paintBadge(); }
   afterUpdate();

@@ -172,6 +172,12 @@ pub fn page(board_now: &Board, now: Millis, filter: &Filter) -> Markup {
                 nav .top {
                     strong .brand { "choiceboard" }
                     (badge())
+                    // Shown by app.js where the browser has a push service (static/sw.js).
+                    span #push .push hidden {
+                        button #push-device .linkish type="button" aria-pressed="false" { "Notify this device" }
+                        " "
+                        span #push-status role="status" {}
+                    }
                     div #modes .modes role="group" aria-label="Updates" hidden {
                         button type="button" data-mode="live" { "Live" }
                         button type="button" data-mode="poll" { "Polling" }

@@ -14,13 +14,13 @@ use crate::helpers::{TestApp, code, field, id_of, now_ms};
 use crate::receiver::{Received, pushes_matching, receiver};
 
 /// What a browser holds for one subscription: its key pair and its authentication secret.
-struct BrowserKeys {
+pub struct BrowserKeys {
     secret: p256::SecretKey,
     auth: [u8; 16],
 }
 
 impl BrowserKeys {
-    fn new() -> BrowserKeys {
+    pub fn new() -> BrowserKeys {
         let mut auth = [0u8; 16];
         getrandom::fill(&mut auth).unwrap();
         loop {
@@ -41,7 +41,7 @@ impl BrowserKeys {
     }
 
     /// `PushSubscription.toJSON()` for `endpoint`.
-    fn subscription(&self, endpoint: &str) -> Value {
+    pub fn subscription(&self, endpoint: &str) -> Value {
         json!({
             "endpoint": endpoint,
             "expirationTime": null,
@@ -50,7 +50,7 @@ impl BrowserKeys {
     }
 
     /// RFC 8291 §3-4 and RFC 8188, as a browser decrypts an `aes128gcm` push of one record.
-    fn decrypt(&self, body: &[u8]) -> Value {
+    pub fn decrypt(&self, body: &[u8]) -> Value {
         use aes_gcm::aead::{Aead, KeyInit};
         type Hkdf = hkdf::Hkdf<sha2::Sha256>;
         let (salt, rest) = body.split_at(16);

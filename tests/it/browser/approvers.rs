@@ -71,7 +71,7 @@ async fn two_approvers_vote_on_their_links_and_a_watcher_sees_each_vote_then_the
         assert_eq!(result["votes"].as_array().map(Vec::len), Some(2));
         watcher.screenshot(&screenshot_path("approvers-decided.png")).await;
         for page in [&ana, &bo, &watcher] {
-            assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+            page.assert_no_console_errors();
         }
     })
     .await;

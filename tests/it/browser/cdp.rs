@@ -132,6 +132,12 @@ impl Browser {
         )
         .await;
         let target_id = target["targetId"].as_str().expect("target id").to_string();
+        self.attach(target_id, &["Page.enable", "Runtime.enable", "Log.enable"])
+            .await
+    }
+
+    /// Attaches to a target (flattened into this connection) and turns `domains` on.
+    async fn attach(&self, target_id: String, domains: &[&str]) -> Page {
         let attached = call(
             &self.inner,
             None,
@@ -150,10 +156,33 @@ impl Browser {
             console: Default::default(),
         };
         page.collect_console();
-        for method in ["Page.enable", "Runtime.enable", "Log.enable"] {
+        for method in domains {
             page.call(method, json!({})).await;
         }
         page
+    }
+
+    /// Attaches to the service worker whose script URL ends with `script`, to evaluate in it.
+    pub async fn attach_worker(&self, script: &str) -> Page {
+        let started = tokio::time::Instant::now();
+        let target_id = loop {
+            let targets = call(&self.inner, None, "Target.getTargets", json!({})).await;
+            let found = targets["targetInfos"].as_array().and_then(|all| {
+                all.iter().find(|t| {
+                    t["type"] == "service_worker"
+                        && t["url"].as_str().is_some_and(|u| u.ends_with(script))
+                })
+            });
+            if let Some(target) = found {
+                break target["targetId"].as_str().expect("target id").to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no service worker {script}: {targets}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.attach(target_id, &["Runtime.enable"]).await
     }
 }
 
@@ -227,6 +256,38 @@ impl Page {
                 }
             }
         });
+    }
+
+    /// Calls `method`, then waits for the first `event` of this session that `wanted` accepts
+    /// (subscribed before the call, so an event the call causes at once is not missed).
+    pub async fn call_then_event(
+        &self,
+        method: &str,
+        params: Value,
+        event: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut events = self.inner.events.subscribe();
+        self.call(method, params).await;
+        let found = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(e) = events.recv().await {
+                if e["sessionId"] == self.session.as_str()
+                    && e["method"] == event
+                    && wanted(&e["params"])
+                {
+                    return e["params"].clone();
+                }
+            }
+            panic!("the DevTools connection closed");
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no {event} within 5 s after {method}"))
+    }
+
+    /// No exception, console error or warning, CSP violation included, so far.
+    pub fn assert_no_console_errors(&self) {
+        let errors = self.console_errors();
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     pub fn console_errors(&self) -> Vec<String> {

@@ -5,6 +5,7 @@ mod access;
 mod approvers;
 mod cdp;
 mod pages;
+mod push;
 
 use std::path::PathBuf;
 

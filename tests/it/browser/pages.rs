@@ -33,11 +33,7 @@ async fn a_choice_pages_countdown_decreases_by_about_one_a_second() {
             (2..=4).contains(&(first - later)),
             "{first} then {later} after 3 s"
         );
-        assert!(
-            page.console_errors().is_empty(),
-            "{:?}",
-            page.console_errors()
-        );
+        page.assert_no_console_errors();
     })
     .await;
 }
@@ -132,7 +128,7 @@ async fn the_dashboard_shows_a_new_choice_within_a_second_and_drops_it_once_answ
         page.screenshot(&screenshot_path("dashboard.png")).await;
         page.set_viewport(390, 844, true).await;
         page.screenshot(&screenshot_path("dashboard-phone.png")).await;
-        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+        page.assert_no_console_errors();
     })
     .await;
 }
@@ -280,7 +276,7 @@ async fn a_choice_page_looks_right_on_a_desktop_and_a_phone() {
         assert_eq!(entries.len(), 3, "{weight}");
         assert!(transferred < 80.0 * 1024.0, "{transferred} bytes");
         println!("a choice page: {} requests and its stream, {transferred} bytes transferred", entries.len());
-        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+        page.assert_no_console_errors();
     })
     .await;
 }
@@ -320,7 +316,7 @@ async fn two_pages_on_a_timer_one_pauses_and_the_other_shows_paused_with_the_sam
             .unwrap()
         );
         a.screenshot(&screenshot_path("timer.png")).await;
-        assert!(a.console_errors().is_empty(), "{:?}", a.console_errors());
+        a.assert_no_console_errors();
     })
     .await;
 }
@@ -358,7 +354,7 @@ async fn the_dashboard_shows_the_activity_feed_and_its_filter_works() {
         assert!(page.eval("location.search").await.as_str().unwrap().contains("source=nightly"));
         page.eval("for (const n of ['source', 'level']) { const s = document.querySelector(`#filter select[name=${n}]`); s.value = ''; s.dispatchEvent(new Event('change', {bubbles: true})); } 1").await;
         page.screenshot(&screenshot_path("dashboard-activity.png")).await;
-        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+        page.assert_no_console_errors();
     })
     .await;
 }
@@ -455,7 +451,7 @@ async fn the_dashboard_is_installable_its_worker_caches_only_the_offline_page_an
         page.eval("window.__cached = null; caches.keys().then(ks => Promise.all(ks.map(k => caches.open(k).then(c => c.keys())))).then(all => { window.__cached = all.flat().map(r => new URL(r.url).pathname); }); 1").await;
         page.wait_for("window.__cached !== null", Duration::from_secs(3)).await;
         assert_eq!(page.eval("window.__cached").await, json!(["/offline"]));
-        assert!(page.console_errors().is_empty(), "{:?}", page.console_errors());
+        page.assert_no_console_errors();
 
         // With the server gone, a navigation shows the offline page instead of the browser's error.
         let id = id_of(&app.create_yes_no(120.0).await);
