@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::choice::{Choice, EventKind, Mode, OnTimeout, Outcome, Status, Via, Vote};
 use crate::clock::{Millis, rfc3339};
+use crate::store::LogEvent;
 
 /// Seconds as a JSON number: whole seconds print as integers, the rest with milliseconds.
 pub fn seconds(ms: Millis) -> Value {
@@ -157,6 +158,37 @@ fn seconds_of<S: serde::Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error
     } else {
         s.serialize_f64(*ms as f64 / 1000.0)
     }
+}
+
+/// `GET /api/choices`.
+#[derive(Serialize, ToSchema)]
+pub struct ChoiceList {
+    pub choices: Vec<ChoiceBody>,
+}
+
+/// The polling answer (`GET /api/status`): pass `cursor` as the next `since`.
+#[derive(Serialize, ToSchema)]
+pub struct StatusPage {
+    pub cursor: i64,
+    pub events: Vec<LogEvent>,
+    pub active: Vec<ChoiceBody>,
+}
+
+/// `GET /api/notes`: pass `cursor` as the next `since`.
+#[derive(Serialize, ToSchema)]
+pub struct NoteList {
+    pub cursor: i64,
+    pub notes: Vec<LogEvent>,
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` while a PostgreSQL node re-establishes its LISTEN connection.
+    pub status: &'static str,
+    /// PostgreSQL only: `connected` or `reconnecting`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<&'static str>,
 }
 
 pub fn choice(c: &Choice, now: Millis, base_url: &str, presence: &Presence) -> ChoiceBody {

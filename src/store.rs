@@ -102,12 +102,18 @@ pub enum Backend {
 }
 
 /// One entry of the event log, as pollers and streams see it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LogEvent {
     pub seq: i64,
+    /// RFC 3339.
     #[serde(serialize_with = "serialize_at")]
+    #[schema(value_type = String)]
     pub at: Millis,
+    /// Null for a note.
+    #[schema(required = true)]
     pub choice_id: Option<String>,
+    /// created, timeout_changed, paused, resumed, reset, voted, submitted, cancelled,
+    /// timed_out, note.
     #[serde(rename = "type")]
     pub kind: String,
     pub data: serde_json::Value,

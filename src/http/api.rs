@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use super::openapi::ErrorBody;
@@ -14,6 +13,7 @@ use super::{AppError, AppState, Body, Params, PathIds, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
 use crate::engine::ListenState;
+use crate::json::{ChoiceList, Health, NoteList, StatusPage};
 use crate::note::{Note, NoteRequest};
 use crate::store::ListFilter;
 
@@ -113,13 +113,16 @@ pub async fn one(
     ),
     responses(
         (status = 200, description = "The choices.", body = crate::http::openapi::ChoiceList),
-        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 400, description = "The query string is malformed.", body = ErrorBody),
         (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
         (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
         (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
+pub async fn list(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Json<ChoiceList>, AppError> {
     let filter = match params.text("status").unwrap_or("active") {
         "active" => ListFilter::Active,
         "final" => ListFilter::Final,
@@ -140,12 +143,13 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
             rows.into_iter().map(std::sync::Arc::new).collect()
         }
     };
-    let choices: Vec<_> = choices
-        .iter()
-        .take(limit as usize)
-        .map(|c| state.choice_json(c))
-        .collect();
-    Ok(Json(json!({ "choices": choices })))
+    Ok(Json(ChoiceList {
+        choices: choices
+            .iter()
+            .take(limit as usize)
+            .map(|c| state.choice_json(c))
+            .collect(),
+    }))
 }
 
 /// Long poll: answers as soon as the choice is final, or after `timeout` seconds.
@@ -160,7 +164,7 @@ pub async fn list(State(state): State<AppState>, params: Params) -> Result<Json<
     ),
     responses(
         (status = 200, description = "The choice, final or as it stands at the timeout.", body = crate::http::openapi::Choice),
-        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 400, description = "The query string is malformed.", body = ErrorBody),
         (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
         (status = 404, description = "No such choice.", body = ErrorBody),
         (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
@@ -195,7 +199,7 @@ pub async fn wait(
     ),
     responses(
         (status = 200, description = "Events oldest first, the cursor, and the active choices.", body = crate::http::openapi::StatusPage),
-        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 400, description = "The query string is malformed.", body = ErrorBody),
         (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
         (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
         (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
@@ -204,17 +208,21 @@ pub async fn wait(
 pub async fn status(
     State(state): State<AppState>,
     params: Params,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<StatusPage>, AppError> {
     let since = params.int("since", 0, i64::MAX, 0)?;
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
     let events = state.engine.store().events_after(since, limit).await?;
     let active = state.engine.live().active();
     let cursor = events.last().map_or(since, |e| e.seq);
-    Ok(Json(json!({
-        "cursor": cursor,
-        "events": events,
-        "active": active.iter().take(MAX_LIST as usize).map(|c| state.choice_json(c)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(StatusPage {
+        cursor,
+        events,
+        active: active
+            .iter()
+            .take(MAX_LIST as usize)
+            .map(|c| state.choice_json(c))
+            .collect(),
+    }))
 }
 
 /// 200 while the store answers. On PostgreSQL it also says whether this node hears the other
@@ -233,15 +241,17 @@ pub async fn status(
 )]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.engine.store().ping().await {
-        Ok(()) => match state.engine.listen_state() {
-            ListenState::Alone => Json(json!({"status": "ok"})).into_response(),
-            listen @ ListenState::Connected => {
-                Json(json!({"status": "ok", "listen": listen.as_str()})).into_response()
-            }
-            listen @ ListenState::Reconnecting => {
-                Json(json!({"status": "degraded", "listen": listen.as_str()})).into_response()
-            }
-        },
+        Ok(()) => {
+            let listen = state.engine.listen_state();
+            Json(Health {
+                status: match listen {
+                    ListenState::Reconnecting => "degraded",
+                    ListenState::Alone | ListenState::Connected => "ok",
+                },
+                listen: (listen != ListenState::Alone).then(|| listen.as_str()),
+            })
+            .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "health check: the store does not answer");
             AppError::Unavailable("the database does not answer".into()).into_response()
@@ -295,13 +305,16 @@ pub async fn create_note(
     ),
     responses(
         (status = 200, description = "Notes oldest first, and the cursor for the next `since`.", body = crate::http::openapi::NoteList),
-        (status = 400, description = "Malformed query.", body = ErrorBody),
+        (status = 400, description = "The query string is malformed.", body = ErrorBody),
         (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
         (status = 422, description = "A parameter out of bounds; `field` names it.", body = ErrorBody),
         (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn notes(State(state): State<AppState>, params: Params) -> Result<Json<Value>, AppError> {
+pub async fn notes(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Json<NoteList>, AppError> {
     let since = params.int("since", 0, i64::MAX, 0)?;
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
     let source = params.text("source");
@@ -317,5 +330,5 @@ pub async fn notes(State(state): State<AppState>, params: Params) -> Result<Json
         .notes_after(since, source, limit)
         .await?;
     let cursor = notes.last().map_or(since, |e| e.seq);
-    Ok(Json(json!({ "cursor": cursor, "notes": notes })))
+    Ok(Json(NoteList { cursor, notes }))
 }

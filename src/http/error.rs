@@ -5,10 +5,72 @@
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::choice::Rejection;
 use crate::engine::EngineError;
+
+/// Every error as JSON: a stable code, a message for people, and the field at fault where one is.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    code: ErrorCode,
+    message: String,
+    /// The field at fault, as a path (`options[1].id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+/// The error codes, with their statuses: 400 malformed, 401 unauthorized, 403
+/// forbidden_origin and not_an_approver, 404 not_found, 408 request_timeout, 409 already_final
+/// and conflict, 413 too_large, 422 invalid, 429 rate_limited, 500 internal, 503 unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Malformed,
+    Unauthorized,
+    ForbiddenOrigin,
+    NotAnApprover,
+    NotFound,
+    RequestTimeout,
+    AlreadyFinal,
+    Conflict,
+    TooLarge,
+    Invalid,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::ForbiddenOrigin => "forbidden_origin",
+            ErrorCode::NotAnApprover => "not_an_approver",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::AlreadyFinal => "already_final",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug)]
 pub enum AppError {
@@ -60,21 +122,21 @@ impl AppError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AppError::Malformed(_) => "malformed",
-            AppError::Unauthorized => "unauthorized",
-            AppError::ForbiddenOrigin => "forbidden_origin",
-            AppError::NotAnApprover(_) => "not_an_approver",
-            AppError::NotFound | AppError::NoSuchDevice => "not_found",
-            AppError::AlreadyFinal => "already_final",
-            AppError::Conflict(_) => "conflict",
-            AppError::TooLarge => "too_large",
-            AppError::Invalid { .. } => "invalid",
-            AppError::RateLimited { .. } => "rate_limited",
-            AppError::RequestTimeout(_) => "request_timeout",
-            AppError::Unavailable(_) => "unavailable",
-            AppError::Internal(_) => "internal",
+            AppError::Malformed(_) => ErrorCode::Malformed,
+            AppError::Unauthorized => ErrorCode::Unauthorized,
+            AppError::ForbiddenOrigin => ErrorCode::ForbiddenOrigin,
+            AppError::NotAnApprover(_) => ErrorCode::NotAnApprover,
+            AppError::NotFound | AppError::NoSuchDevice => ErrorCode::NotFound,
+            AppError::AlreadyFinal => ErrorCode::AlreadyFinal,
+            AppError::Conflict(_) => ErrorCode::Conflict,
+            AppError::TooLarge => ErrorCode::TooLarge,
+            AppError::Invalid { .. } => ErrorCode::Invalid,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::RequestTimeout(_) => ErrorCode::RequestTimeout,
+            AppError::Unavailable(_) => ErrorCode::Unavailable,
+            AppError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -151,14 +213,17 @@ impl AppError {
 
     /// The error as a page for a browser, with a link `back` to where the person was.
     pub fn into_page(self, back: Option<&str>) -> Response {
-        self.into_html(|e| crate::views::error_page(e.code(), &e.message(), e.field(), back))
+        self.into_html(|e| {
+            crate::views::error_page(e.code().as_str(), &e.message(), e.field(), back)
+        })
     }
 
     /// The error as a fragment for HTMX, sent into the page's error box: htmx 4 swaps error
     /// responses too, into the request's own target unless told otherwise.
     pub fn into_fragment(self) -> Response {
-        let mut response =
-            self.into_html(|e| crate::views::error_fragment(e.code(), &e.message(), e.field()));
+        let mut response = self.into_html(|e| {
+            crate::views::error_fragment(e.code().as_str(), &e.message(), e.field())
+        });
         let headers = response.headers_mut();
         headers.insert("hx-retarget", HeaderValue::from_static("#errors"));
         headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
@@ -186,11 +251,14 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log();
-        let mut error = json!({"code": self.code(), "message": self.message()});
-        if let Some(field) = self.field() {
-            error["field"] = json!(field);
-        }
-        self.decorate((self.status(), axum::Json(json!({ "error": error }))).into_response())
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.message(),
+                field: self.field().map(str::to_string),
+            },
+        };
+        self.decorate((self.status(), axum::Json(body)).into_response())
     }
 }
 

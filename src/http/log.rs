@@ -35,7 +35,7 @@ const PAGE: i64 = 500;
     ),
     responses(
         (status = 200, description = "An endless stream; each `data:` line is one event of the log.", content_type = "text/event-stream", body = String),
-        (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
+        (status = 400, description = "The query string is malformed.", body = ErrorBody),
         (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
         (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
         (status = 429, description = "Too many requests from this client.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),

@@ -193,7 +193,7 @@ pub async fn set_name(
             "a name is at most 40 characters, without control characters",
         );
         return if htmx {
-            e.into_html(|e| views::error_fragment(e.code(), &e.message(), e.field()))
+            e.into_html(|e| views::error_fragment(e.code().as_str(), &e.message(), e.field()))
         } else {
             e.into_page(Some(&back))
         };

@@ -19,6 +19,7 @@ mod live;
 mod mcp;
 mod mcp_http;
 mod nodes;
+mod openapi;
 mod ops;
 mod pages;
 mod postgres;
