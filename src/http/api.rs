@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::ErrorBody;
+use super::openapi::{ErrorBody, errors};
 use super::{AppError, AppState, Body, Params, PathIds, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
@@ -42,13 +42,13 @@ impl AppState {
         (status = 201, description = "Created.", body = crate::json::CreatedBody,
             headers(("location" = String, description = "/api/choices/{id}"))),
         (status = 400, description = "The body is not valid JSON or form data.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 403, description = "A browser request from another origin.", body = ErrorBody),
-        (status = 408, description = "The request body did not arrive in time.", body = ErrorBody),
-        (status = 413, description = "The body is over 1 MiB.", body = ErrorBody),
-        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
-        (status = 429, description = "Too many requests from this client.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::Unauthorized,
+        errors::ForeignOrigin,
+        errors::SlowBody,
+        errors::TooLarge,
+        errors::Invalid,
+        errors::RateLimited,
+        errors::Unavailable,
     )
 )]
 pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<Response, AppError> {
@@ -88,9 +88,9 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
     params(("id" = String, Path, description = "The choice's id")),
     responses(
         (status = 200, description = "The choice.", body = crate::http::openapi::Choice),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 404, description = "No such choice.", body = ErrorBody),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::Unauthorized,
+        errors::NoSuchChoice,
+        errors::Unavailable,
     )
 )]
 pub async fn one(
@@ -113,10 +113,10 @@ pub async fn one(
     ),
     responses(
         (status = 200, description = "The choices.", body = crate::http::openapi::ChoiceList),
-        (status = 400, description = "The query string is malformed.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::BadQuery,
+        errors::Unauthorized,
+        errors::Invalid,
+        errors::Unavailable,
     )
 )]
 pub async fn list(
@@ -164,11 +164,11 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "The choice, final or as it stands at the timeout.", body = crate::http::openapi::Choice),
-        (status = 400, description = "The query string is malformed.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 404, description = "No such choice.", body = ErrorBody),
-        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::BadQuery,
+        errors::Unauthorized,
+        errors::NoSuchChoice,
+        errors::Invalid,
+        errors::Unavailable,
     )
 )]
 pub async fn wait(
@@ -199,10 +199,10 @@ pub async fn wait(
     ),
     responses(
         (status = 200, description = "Events oldest first, the cursor, and the active choices.", body = crate::http::openapi::StatusPage),
-        (status = 400, description = "The query string is malformed.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::BadQuery,
+        errors::Unauthorized,
+        errors::Invalid,
+        errors::Unavailable,
     )
 )]
 pub async fn status(
@@ -236,7 +236,7 @@ pub async fn status(
     security(()),
     responses(
         (status = 200, description = "The database answers.", body = crate::http::openapi::Health),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::Unavailable,
     )
 )]
 pub async fn healthz(State(state): State<AppState>) -> Response {
@@ -272,14 +272,14 @@ pub async fn not_found() -> AppError {
     request_body(content = NoteRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The note, as an event of the log.", body = crate::http::openapi::LogEvent),
-        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 403, description = "A browser request from another origin.", body = ErrorBody),
-        (status = 408, description = "The request body did not arrive in time.", body = ErrorBody),
-        (status = 413, description = "The body is over 1 MiB.", body = ErrorBody),
-        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
-        (status = 429, description = "Too many requests from this client.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::BadJson,
+        errors::Unauthorized,
+        errors::ForeignOrigin,
+        errors::SlowBody,
+        errors::TooLarge,
+        errors::Invalid,
+        errors::RateLimited,
+        errors::Unavailable,
     )
 )]
 pub async fn create_note(
@@ -305,10 +305,10 @@ pub async fn create_note(
     ),
     responses(
         (status = 200, description = "Notes oldest first, and the cursor for the next `since`.", body = crate::http::openapi::NoteList),
-        (status = 400, description = "The query string is malformed.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 422, description = "A parameter out of bounds; `field` names it.", body = ErrorBody),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::BadQuery,
+        errors::Unauthorized,
+        errors::Invalid,
+        errors::Unavailable,
     )
 )]
 pub async fn notes(

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::limits::{ClientIp, StreamKind};
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::ErrorBody;
+use super::openapi::{ErrorBody, errors};
 use super::{AppError, AppState, Params};
 use crate::engine::Engine;
 use crate::store::LogEvent;
@@ -35,11 +35,11 @@ const PAGE: i64 = 500;
     ),
     responses(
         (status = 200, description = "An endless stream; each `data:` line is one event of the log.", content_type = "text/event-stream", body = String),
-        (status = 400, description = "The query string is malformed.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 422, description = "Well-formed but not acceptable; `field` names the culprit.", body = ErrorBody),
-        (status = 429, description = "Too many requests from this client.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::BadQuery,
+        errors::Unauthorized,
+        errors::Invalid,
+        errors::RateLimited,
+        errors::Unavailable,
     )
 )]
 pub async fn events(

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::ErrorBody;
+use super::openapi::{ErrorBody, errors};
 use super::{AppError, AppState};
 use crate::metrics::Snapshot;
 
@@ -99,8 +99,8 @@ impl AppState {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4.", content_type = "text/plain", body = String),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 503, description = "The server could not answer in time, or its database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::Unauthorized,
+        errors::Unavailable,
     )
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {

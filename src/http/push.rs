@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::ErrorBody;
+use super::openapi::{ErrorBody, errors};
 use super::{AppError, AppState, Body, PathIds, parse_json};
 use crate::clock::{now_ms, rfc3339};
 use crate::webpush::{Device, Subscription};
@@ -53,7 +53,7 @@ impl From<&Device> for DeviceBody {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key to subscribe with.", body = PushKey),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
+        errors::Unauthorized,
     )
 )]
 pub async fn key(State(state): State<AppState>) -> Json<PushKey> {
@@ -70,8 +70,8 @@ pub async fn key(State(state): State<AppState>) -> Json<PushKey> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The devices.", body = DeviceList),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 503, description = "The database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::Unauthorized,
+        errors::Unavailable,
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<DeviceList>, AppError> {
@@ -91,12 +91,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<DeviceList>, App
     request_body(content = Subscription, content_type = "application/json"),
     responses(
         (status = 201, description = "The device gets pushes.", body = DeviceBody),
-        (status = 400, description = "The body is not valid JSON.", body = ErrorBody),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 403, description = "A browser request from another origin.", body = ErrorBody),
-        (status = 413, description = "The body is over 1 MiB.", body = ErrorBody),
+        errors::BadJson,
+        errors::Unauthorized,
+        errors::ForeignOrigin,
+        errors::TooLarge,
         (status = 422, description = "Not a usable subscription; `field` names the culprit.", body = ErrorBody),
-        (status = 503, description = "The database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::Unavailable,
     )
 )]
 pub async fn subscribe(
@@ -118,10 +118,10 @@ pub async fn subscribe(
     params(("id" = String, Path, description = "The device's id")),
     responses(
         (status = 204, description = "Removed."),
-        (status = 401, description = "A token is configured and missing or wrong.", body = ErrorBody, headers(("www-authenticate" = String))),
-        (status = 403, description = "A browser request from another origin.", body = ErrorBody),
+        errors::Unauthorized,
+        errors::ForeignOrigin,
         (status = 404, description = "No such device.", body = ErrorBody),
-        (status = 503, description = "The database does not answer.", body = ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        errors::Unavailable,
     )
 )]
 pub async fn unsubscribe(
