@@ -22,7 +22,6 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use crate::choice::Choice;
 use crate::clock::Millis;
-use crate::webpush::Device;
 
 const SELECT_CHOICE: &str = "SELECT state FROM choices WHERE id = $1";
 /// Followed by one `(…)` of 8 parameters per row.
@@ -121,6 +120,20 @@ pub struct LogEvent {
 
 fn serialize_at<S: serde::Serializer>(at: &Millis, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::clock::rfc3339(*at))
+}
+
+/// A browser that asked for Web Push (`crate::webpush`): where its push service takes them,
+/// and its keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Device {
+    /// Derived from the endpoint: the same browser subscribing again keeps its row.
+    pub id: String,
+    pub endpoint: String,
+    /// The browser's P-256 public key (uncompressed point, base64url), to encrypt for it.
+    pub p256dh: String,
+    /// The browser's 16-byte authentication secret, base64url.
+    pub auth: String,
+    pub created_ms: Millis,
 }
 
 /// An event about to be appended; the store gives it its seq.

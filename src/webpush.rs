@@ -23,7 +23,7 @@ use sha2::Digest as _;
 
 use crate::choice::{Rejection, invalid};
 use crate::clock::{Millis, now_ms};
-use crate::store::Store;
+use crate::store::{Device, Store};
 
 /// The name of the VAPID signing key in `server_secrets`.
 const VAPID_SECRET: &str = "vapid_p256";
@@ -32,19 +32,6 @@ const TOKEN_LIFETIME_S: i64 = 12 * 3600;
 /// Subscriptions made on other nodes reach this one's deliveries within this long.
 const DEVICES_FRESH: Duration = Duration::from_secs(5);
 const MAX_ENDPOINT: usize = 2048;
-
-/// A browser that asked for pushes: where its push service takes them, and its keys.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Device {
-    /// Derived from the endpoint: the same browser subscribing again keeps its row.
-    pub id: String,
-    pub endpoint: String,
-    /// The browser's P-256 public key (uncompressed point, base64url), to encrypt for it.
-    pub p256dh: String,
-    /// The browser's 16-byte authentication secret, base64url.
-    pub auth: String,
-    pub created_ms: Millis,
-}
 
 /// A browser's `PushSubscription`, as its `toJSON()` gives it (its `expirationTime` is
 /// ignored: a push service says when a subscription has ended).
@@ -63,6 +50,7 @@ struct SubscriptionKeys {
     auth: String,
 }
 
+// The row is the store's (`store::Device`); what a subscription must be is decided here.
 impl Device {
     /// Checks a browser's subscription; the error names the field that is wrong.
     pub fn new(subscription: Subscription, now: Millis) -> Result<Device, Rejection> {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{AppError, AppState, Body, changes_state, cookie};
+use super::{AppError, AppState, Asks, Body, Wants, changes_state, cookie};
 use crate::views;
 
 /// The dashboard's sign-in cookie.
@@ -159,12 +159,7 @@ pub async fn same_origin_only(
 
 /// A person's browser opening a page (not a script, not a fragment request).
 fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    *method == Method::GET
-        && headers.get("hx-request").is_none()
-        && headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"))
+    *method == Method::GET && Asks::of(headers).or(Wants::Json) == Wants::Page
 }
 
 fn login_page(status: StatusCode, next: &str, error: Option<&str>, bounce: bool) -> Response {

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::{ErrorBody, errors};
+use super::error::{ErrorBody, errors};
 use super::{AppError, AppState, Body, Params, PathIds, parse_json};
 use crate::choice::{Choice, CreateRequest, NewChoice};
 use crate::clock::now_ms;
@@ -87,7 +87,7 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The choice's id")),
     responses(
-        (status = 200, description = "The choice.", body = crate::http::openapi::Choice),
+        (status = 200, description = "The choice.", body = crate::json::ChoiceBody),
         errors::Unauthorized,
         errors::NoSuchChoice,
         errors::Unavailable,
@@ -112,7 +112,7 @@ pub async fn one(
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
     ),
     responses(
-        (status = 200, description = "The choices.", body = crate::http::openapi::ChoiceList),
+        (status = 200, description = "The choices.", body = crate::json::ChoiceList),
         errors::BadQuery,
         errors::Unauthorized,
         errors::Invalid,
@@ -163,7 +163,7 @@ pub async fn list(
         ("timeout" = Option<f64>, Query, description = "Seconds, 0 to 3600, default 60", minimum = 0, maximum = 3600),
     ),
     responses(
-        (status = 200, description = "The choice, final or as it stands at the timeout.", body = crate::http::openapi::Choice),
+        (status = 200, description = "The choice, final or as it stands at the timeout.", body = crate::json::ChoiceBody),
         errors::BadQuery,
         errors::Unauthorized,
         errors::NoSuchChoice,
@@ -198,7 +198,7 @@ pub async fn wait(
         ("limit" = Option<i64>, Query, description = "Events, 1 to 1000, default 100", minimum = 1, maximum = 1000),
     ),
     responses(
-        (status = 200, description = "Events oldest first, the cursor, and the active choices.", body = crate::http::openapi::StatusPage),
+        (status = 200, description = "Events oldest first, the cursor, and the active choices.", body = crate::json::StatusPage),
         errors::BadQuery,
         errors::Unauthorized,
         errors::Invalid,
@@ -235,7 +235,7 @@ pub async fn status(
     tag = "operations",
     security(()),
     responses(
-        (status = 200, description = "The database answers.", body = crate::http::openapi::Health),
+        (status = 200, description = "The database answers.", body = crate::json::Health),
         errors::Unavailable,
     )
 )]
@@ -271,7 +271,7 @@ pub async fn not_found() -> AppError {
     security(("bearer" = [])),
     request_body(content = NoteRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "The note, as an event of the log.", body = crate::http::openapi::LogEvent),
+        (status = 201, description = "The note, as an event of the log.", body = crate::store::LogEvent),
         errors::BadJson,
         errors::Unauthorized,
         errors::ForeignOrigin,
@@ -304,7 +304,7 @@ pub async fn create_note(
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 100", minimum = 1, maximum = 1000),
     ),
     responses(
-        (status = 200, description = "Notes oldest first, and the cursor for the next `since`.", body = crate::http::openapi::NoteList),
+        (status = 200, description = "Notes oldest first, and the cursor for the next `since`.", body = crate::json::NoteList),
         errors::BadQuery,
         errors::Unauthorized,
         errors::Invalid,

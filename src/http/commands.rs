@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::ErrorBody;
-use super::{AppError, AppState, Body, Params, PathIds, Wants, parse_json};
+use super::error::ErrorBody;
+use super::{AppError, AppState, Asks, Body, Params, PathIds, Wants, parse_json};
 use crate::choice::{Actor, Answer, Command, Via, seconds_to_ms};
 use crate::views;
 
@@ -159,7 +159,7 @@ impl CommandBody {
         ),
     ),
     responses(
-        (status = 200, description = "Done: the choice as it is now.", body = crate::http::openapi::Choice),
+        (status = 200, description = "Done: the choice as it is now.", body = crate::json::ChoiceBody),
         (status = 303, description = "Done (a form post without JSON): back to the choice's page.", headers(("location" = String))),
         (status = 400, description = "The body is not valid JSON or form data.", content((ErrorBody = "application/json"), (String = "text/html"))),
         (status = 403, description = "forbidden_origin: a browser request from another origin; not_an_approver: a submit on a choice that approvers decide, without one of their keys.", content((ErrorBody = "application/json"), (String = "text/html"))),
@@ -176,10 +176,12 @@ pub async fn command(
     State(state): State<AppState>,
     PathIds { id, action }: PathIds,
     params: Params,
+    asks: Asks,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
-    let wants = Wants::of(&headers);
+    // A form post that does not say is a browser's (curl -d): answered with a 303.
+    let wants = asks.or(Wants::Page);
     let via = if wants == Wants::Json {
         Via::Api
     } else {
@@ -222,13 +224,11 @@ pub async fn command(
             )
                 .into_response()
         }
-        (Ok(_), Wants::Redirect) => (
+        (Ok(_), Wants::Page) => (
             StatusCode::SEE_OTHER,
             [(header::LOCATION, format!("/choice/{id}"))],
         )
             .into_response(),
-        (Err(e), Wants::Json) => e.into_response(),
-        (Err(e), Wants::Fragment) => e.into_fragment(),
-        (Err(e), Wants::Redirect) => e.into_page(Some(&format!("/choice/{id}"))),
+        (Err(e), wants) => e.render(wants, Some(&format!("/choice/{id}"))),
     }
 }

@@ -1,12 +1,15 @@
 //! One error type for every handler. Each variant has a status and a stable code from API.md;
-//! it renders as JSON for programs and as a readable page or fragment for people. Internal
-//! causes are logged with their chain and answered as an opaque 500.
+//! it renders as JSON (`ErrorBody`) for programs and as a readable page or fragment for people,
+//! as the client's [`Asks`] says. Internal causes are logged with their chain and answered as
+//! an opaque 500. The error responses the OpenAPI document lists are declared here too
+//! ([`errors`]), once each.
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::{Asks, Wants};
 use crate::choice::Rejection;
 use crate::engine::EngineError;
 
@@ -70,6 +73,66 @@ impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The error responses many routes share, each declared once: a route lists the ones it gives.
+pub mod errors {
+    use super::ErrorBody;
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 400, description = "The query string is malformed.")]
+    pub struct BadQuery(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 400, description = "The body is not valid JSON.")]
+    pub struct BadJson(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 401,
+        description = "A token is configured and missing or wrong.",
+        headers(("www-authenticate" = String))
+    )]
+    pub struct Unauthorized(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 403, description = "A browser request from another origin.")]
+    pub struct ForeignOrigin(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, description = "No such choice.")]
+    pub struct NoSuchChoice(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 408, description = "The request body did not arrive in time.")]
+    pub struct SlowBody(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 413, description = "The body is over 1 MiB.")]
+    pub struct TooLarge(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 422,
+        description = "Well-formed but not acceptable; `field` names the culprit."
+    )]
+    pub struct Invalid(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 429,
+        description = "Too many requests from this client.",
+        headers(("retry-after" = u64, description = "Seconds to wait"))
+    )]
+    pub struct RateLimited(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 503,
+        description = "The server could not answer in time, or its database does not answer.",
+        headers(("retry-after" = u64, description = "Seconds to wait"))
+    )]
+    pub struct Unavailable(pub ErrorBody);
 }
 
 #[derive(Debug)]
@@ -230,21 +293,19 @@ impl AppError {
         response
     }
 
-    /// The error in the form the client reads, judged from its headers alone (middlewares do
-    /// not know the route): a fragment for HTMX, a page for a browser, JSON for everyone else.
+    /// The error in the form the client wants; a page links `back` to where the person was.
+    pub fn render(self, wants: Wants, back: Option<&str>) -> Response {
+        match wants {
+            Wants::Json => self.into_response(),
+            Wants::Fragment => self.into_fragment(),
+            Wants::Page => self.into_page(back),
+        }
+    }
+
+    /// The error for a middleware, which does not know the route: JSON unless the headers
+    /// ask for HTML.
     pub fn render_for(self, headers: &HeaderMap) -> Response {
-        if headers.get("hx-request").is_some_and(|v| v == "true") {
-            return self.into_fragment();
-        }
-        let html = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
-        if html {
-            self.into_page(None)
-        } else {
-            self.into_response()
-        }
+        self.render(Asks::of(headers).or(Wants::Json), None)
     }
 }
 

@@ -12,9 +12,9 @@ use axum::response::Response;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{broadcast, watch};
 
-use super::limits::{ClientIp, StreamKind};
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::{ErrorBody, errors};
+use super::error::{ErrorBody, errors};
+use super::limits::{ClientIp, StreamKind};
 use super::{AppError, AppState, Params};
 use crate::engine::Engine;
 use crate::store::LogEvent;

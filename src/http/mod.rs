@@ -365,36 +365,47 @@ pub enum Wants {
     Json,
     /// HTMX on a page: an HTML fragment to swap in.
     Fragment,
-    /// A plain browser form post: 303 back to the page.
-    Redirect,
+    /// A person's browser: a page (for a form post, a 303 back to one).
+    Page,
 }
 
-impl Wants {
-    pub fn of(headers: &HeaderMap) -> Wants {
+/// Extractor: what the client's headers ask for, decided here and nowhere else. `None` when
+/// they do not say (curl's `*/*`); each route then picks its own default with [`Asks::or`].
+#[derive(Clone, Copy, Debug)]
+pub struct Asks(Option<Wants>);
+
+impl Asks {
+    pub fn of(headers: &HeaderMap) -> Asks {
         let has = |name: header::HeaderName, needle: &str| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains(needle))
         };
-        if headers.get("hx-request").is_some_and(|v| v == "true") {
-            Wants::Fragment
-        } else if has(header::CONTENT_TYPE, "application/json")
-            || has(header::ACCEPT, "application/json")
+        Asks(if headers.get("hx-request").is_some_and(|v| v == "true") {
+            Some(Wants::Fragment)
+        } else if has(header::ACCEPT, "text/html") {
+            Some(Wants::Page)
+        } else if has(header::ACCEPT, "application/json")
+            || has(header::CONTENT_TYPE, "application/json")
         {
-            Wants::Json
+            Some(Wants::Json)
         } else {
-            Wants::Redirect
-        }
+            None
+        })
+    }
+
+    pub fn or(self, default: Wants) -> Wants {
+        self.0.unwrap_or(default)
     }
 }
 
-/// Does the client want JSON (a program) rather than a page?
-pub fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+impl<S: Send + Sync> FromRequestParts<S> for Asks {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Asks::of(&parts.headers))
+    }
 }
 
 /// The browser's stable viewer id (set by the choice page) and its display name.

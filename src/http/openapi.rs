@@ -11,7 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 // Each response is described by the type its handler serialises: one definition of the wire.
-pub use super::error::{ErrorBody, ErrorCode};
+pub use super::error::{ErrorBody, ErrorCode, errors};
 pub use crate::json::{ChoiceBody as Choice, ChoiceList, Health, NoteList, StatusPage};
 pub use crate::store::LogEvent;
 
@@ -98,66 +98,6 @@ pub fn json() -> &'static serde_json::Value {
 )]
 pub async fn document() -> Response {
     Json(json()).into_response()
-}
-
-/// The error responses many routes share, each declared once: a route lists the ones it gives.
-pub mod errors {
-    use super::ErrorBody;
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(status = 400, description = "The query string is malformed.")]
-    pub struct BadQuery(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(status = 400, description = "The body is not valid JSON.")]
-    pub struct BadJson(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(
-        status = 401,
-        description = "A token is configured and missing or wrong.",
-        headers(("www-authenticate" = String))
-    )]
-    pub struct Unauthorized(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(status = 403, description = "A browser request from another origin.")]
-    pub struct ForeignOrigin(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(status = 404, description = "No such choice.")]
-    pub struct NoSuchChoice(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(status = 408, description = "The request body did not arrive in time.")]
-    pub struct SlowBody(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(status = 413, description = "The body is over 1 MiB.")]
-    pub struct TooLarge(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(
-        status = 422,
-        description = "Well-formed but not acceptable; `field` names the culprit."
-    )]
-    pub struct Invalid(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(
-        status = 429,
-        description = "Too many requests from this client.",
-        headers(("retry-after" = u64, description = "Seconds to wait"))
-    )]
-    pub struct RateLimited(pub ErrorBody);
-
-    #[derive(utoipa::IntoResponses)]
-    #[response(
-        status = 503,
-        description = "The server could not answer in time, or its database does not answer.",
-        headers(("retry-after" = u64, description = "Seconds to wait"))
-    )]
-    pub struct Unavailable(pub ErrorBody);
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::{ErrorBody, errors};
+use super::error::{ErrorBody, errors};
 use super::{AppError, AppState};
 use crate::metrics::Snapshot;
 

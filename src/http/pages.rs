@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    AppError, AppState, Body, NAME_COOKIE, Params, PathIds, VIEWER_COOKIE, viewer_of, wants_json,
+    AppError, AppState, Asks, Body, NAME_COOKIE, Params, PathIds, VIEWER_COOKIE, Wants, viewer_of,
 };
 use crate::choice::{CreateRequest, Mode, NewChoice, Rejection};
 use crate::clock::now_ms;
@@ -56,15 +56,20 @@ pub async fn choice(
     State(state): State<AppState>,
     PathIds { id, .. }: PathIds,
     params: Params,
+    asks: Asks,
     headers: HeaderMap,
 ) -> Response {
+    // The whole page even for HTMX: nothing swaps a part of it in.
+    let wants = match asks.or(Wants::Page) {
+        Wants::Json => Wants::Json,
+        Wants::Fragment | Wants::Page => Wants::Page,
+    };
     let entry = match state.engine.entry(&id).await {
         Ok(entry) => entry,
-        Err(e) if wants_json(&headers) => return AppError::from(e).into_response(),
-        Err(e) => return AppError::from(e).into_page(None),
+        Err(e) => return AppError::from(e).render(wants, None),
     };
     let choice = &entry.choice;
-    if wants_json(&headers) {
+    if wants == Wants::Json {
         return Json(state.choice_json(choice)).into_response();
     }
     let url = format!("{}/choice/{id}", state.settings.public_url);
@@ -172,6 +177,7 @@ fn html(markup: maud::Markup) -> Response {
 /// `POST /name`: this browser's display name, kept in a cookie and shown to everyone watching.
 pub async fn set_name(
     State(state): State<AppState>,
+    asks: Asks,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
@@ -186,17 +192,13 @@ pub async fn set_name(
             _ => {}
         }
     }
-    let htmx = headers.get("hx-request").is_some_and(|v| v == "true");
+    let wants = asks.or(Wants::Page);
     if name.chars().count() > crate::choice::MAX_NAME || name.chars().any(char::is_control) {
         let e = AppError::invalid(
             "name",
             "a name is at most 40 characters, without control characters",
         );
-        return if htmx {
-            e.into_html(|e| views::error_fragment(e.code().as_str(), &e.message(), e.field()))
-        } else {
-            e.into_page(Some(&back))
-        };
+        return e.render(wants, Some(&back));
     }
     if let Some(key) = viewer_of(&headers).key {
         state
@@ -210,7 +212,7 @@ pub async fn set_name(
     } else {
         format!("{NAME_COOKIE}={encoded}; Path=/; Max-Age=31536000; SameSite=Lax")
     };
-    let mut response = if htmx {
+    let mut response = if wants == Wants::Fragment {
         StatusCode::NO_CONTENT.into_response()
     } else {
         (StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response()

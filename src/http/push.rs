@@ -8,10 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
-use super::openapi::{ErrorBody, errors};
+use super::error::{ErrorBody, errors};
 use super::{AppError, AppState, Body, PathIds, parse_json};
 use crate::clock::{now_ms, rfc3339};
-use crate::webpush::{Device, Subscription};
+use crate::store::Device;
+use crate::webpush::Subscription;
 
 /// The key a browser subscribes with (`applicationServerKey`).
 #[derive(Serialize, utoipa::ToSchema)]
