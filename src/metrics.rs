@@ -1,16 +1,22 @@
-//! Counters and histograms for `/metrics`, written out in the Prometheus text format.
+//! Counters and histograms for `/metrics`, in the Prometheus text format (0.0.4).
 //!
-//! Hand-written rather than the `metrics` crates: those keep one global recorder per process,
-//! and a process here may run several servers (the tests run dozens, `ask` serves in-process),
-//! each of which must count only its own traffic. A few mutex-guarded maps cost nothing next
-//! to a durable commit, and the exposition format is a page of code.
+//! Each server has its own `prometheus-client` families rather than the `metrics` crate's one
+//! global recorder: a process here may run several servers (the tests run dozens, `ask` serves
+//! in-process), and each must count only its own traffic. What lives elsewhere (streams, the
+//! hub, the store) is read at the moment of the scrape, as a [`Snapshot`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::choice::EventKind;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::choice::{EventKind, Status};
 use crate::clock::Millis;
 use crate::engine::{Change, Subscriber};
 
@@ -29,65 +35,26 @@ const ACTIONS: &[&str] = &[
     "create", "submit", "cancel", "timeout", "pause", "resume", "reset", "expire",
 ];
 
-#[derive(Default)]
+type Labels<const N: usize> = [(&'static str, &'static str); N];
+
 pub struct Metrics {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    commands: BTreeMap<(&'static str, &'static str), u64>,
-    latency: BTreeMap<&'static str, Histogram>,
-    deadline_lag: Option<Histogram>,
+    commands: Family<Labels<2>, Counter>,
+    latency: Family<Labels<1>, Histogram, fn() -> Histogram>,
+    deadline_lag: Histogram,
     /// Every pending deadline this node knows of, to measure how late each fires.
-    deadlines: HashMap<String, Millis>,
+    deadlines: Mutex<HashMap<String, Millis>>,
 }
 
-#[derive(Clone)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            commands: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(LATENCY_BUCKETS.iter().copied())
+            }),
+            deadline_lag: Histogram::new(LAG_BUCKETS.iter().copied()),
+            deadlines: Mutex::default(),
         }
-    }
-
-    fn observe(&mut self, value: f64) {
-        for (bound, count) in self.bounds.iter().zip(self.counts.iter_mut()) {
-            if value <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
 }
 
@@ -126,8 +93,8 @@ impl Metrics {
         Arc::new(Metrics::default())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn deadlines(&self) -> std::sync::MutexGuard<'_, HashMap<String, Millis>> {
+        self.deadlines.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// One command or create, by action, outcome (`None` = done, else the error code) and
@@ -139,165 +106,130 @@ impl Metrics {
             .find(|a| *a == action)
             .unwrap_or("other");
         let outcome = outcome_label(error_code);
-        let mut inner = self.lock();
-        *inner.commands.entry((action, outcome)).or_insert(0) += 1;
-        inner
-            .latency
-            .entry(action)
-            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+        self.commands
+            .get_or_create(&[("action", action), ("outcome", outcome)])
+            .inc();
+        self.latency
+            .get_or_create(&[("action", action)])
             .observe(took.as_secs_f64());
     }
 
     /// The pending deadlines in the store when the server starts.
     pub fn seed_deadlines(&self, pending: impl IntoIterator<Item = (String, Millis)>) {
-        self.lock().deadlines.extend(pending);
+        self.deadlines().extend(pending);
     }
 
-    /// The text exposition of everything.
+    /// The text exposition of everything: this server's own families, and the snapshot's
+    /// values as constants of this scrape.
     pub fn render(&self, s: &Snapshot) -> String {
-        let mut out = String::with_capacity(4096);
-        let inner = self.lock();
+        let mut registry = Registry::default();
 
-        help(
-            &mut out,
+        let by_status = Family::<Labels<1>, Gauge>::default();
+        for status in [
+            Status::Pending,
+            Status::Paused,
+            Status::Submitted,
+            Status::Cancelled,
+            Status::TimedOut,
+        ] {
+            let n = s
+                .choices_by_status
+                .iter()
+                .find(|(name, _)| name == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            by_status
+                .get_or_create(&[("status", status.as_str())])
+                .set(n);
+        }
+        registry.register(
             "choiceboard_choices",
-            "gauge",
             "Choices in the store, by status.",
+            by_status,
         );
-        let mut by_status: BTreeMap<&str, i64> =
-            ["pending", "paused", "submitted", "cancelled", "timed_out"]
-                .into_iter()
-                .map(|status| (status, 0))
-                .collect();
-        for (status, n) in &s.choices_by_status {
-            if let Some(count) = by_status.get_mut(status.as_str()) {
-                *count = *n;
-            }
-        }
-        for (status, n) in by_status {
-            let _ = writeln!(out, "choiceboard_choices{{status=\"{status}\"}} {n}");
-        }
-
-        help(
-            &mut out,
-            "choiceboard_commands_total",
-            "counter",
+        registry.register(
+            "choiceboard_commands",
             "Commands and creates, by action and outcome (expire: deadlines that fired).",
+            self.commands.clone(),
         );
-        for ((action, outcome), n) in &inner.commands {
-            let _ = writeln!(
-                out,
-                "choiceboard_commands_total{{action=\"{action}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-
-        help(
-            &mut out,
+        registry.register(
             "choiceboard_command_duration_seconds",
-            "histogram",
             "From receiving a command to its durable commit, by action.",
+            self.latency.clone(),
         );
-        for (action, histogram) in &inner.latency {
-            histogram.write(
-                &mut out,
-                "choiceboard_command_duration_seconds",
-                &format!("action=\"{action}\""),
-            );
+        registry.register(
+            "choiceboard_deadline_lag_seconds",
+            "How long after its deadline a choice was committed as timed out.",
+            self.deadline_lag.clone(),
+        );
+        let streams = Family::<Labels<1>, Gauge>::default();
+        streams
+            .get_or_create(&[("kind", "sse")])
+            .set(s.open_sse as i64);
+        streams
+            .get_or_create(&[("kind", "websocket")])
+            .set(s.open_websockets as i64);
+        registry.register(
+            "choiceboard_open_streams",
+            "Open SSE streams and WebSockets.",
+            streams,
+        );
+
+        let gauges: [(&str, &str, usize); 3] = [
+            (
+                "choiceboard_hub_subscribers",
+                "Subscribers of the hub (choice viewers and dashboards).",
+                s.viewers,
+            ),
+            (
+                "choiceboard_pending_deadlines",
+                "Deadlines this node is waiting for.",
+                s.pending_deadlines,
+            ),
+            (
+                "choiceboard_live_choices",
+                "Choices held in memory with their rendered frames (every active one, and final ones being watched).",
+                s.live_choices,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            registry.register(name, help, ConstGauge::new(value as i64));
+        }
+        let counters: [(&str, &str, u64); 5] = [
+            (
+                "choiceboard_hub_frames_sent",
+                "Frames written to streams.",
+                s.frames_sent,
+            ),
+            (
+                "choiceboard_hub_frames_skipped",
+                "Stale frames a slow stream skipped for a newer one.",
+                s.frames_skipped,
+            ),
+            (
+                "choiceboard_rate_limited",
+                "Requests refused with 429 by the per-client rate limit.",
+                s.rate_limited,
+            ),
+            (
+                "choiceboard_streams_refused",
+                "Streams refused by the per-client or total cap.",
+                s.streams_refused,
+            ),
+            (
+                "choiceboard_store_reads",
+                "Choices not in memory read from the store (one read however many asked at once).",
+                s.store_reads,
+            ),
+        ];
+        for (name, help, value) in counters {
+            registry.register(name, help, ConstCounter::new(value));
         }
 
-        help(
-            &mut out,
-            "choiceboard_deadline_lag_seconds",
-            "histogram",
-            "How long after its deadline a choice was committed as timed out.",
-        );
-        inner
-            .deadline_lag
-            .clone()
-            .unwrap_or_else(|| Histogram::new(LAG_BUCKETS))
-            .write(&mut out, "choiceboard_deadline_lag_seconds", "");
-
-        help(
-            &mut out,
-            "choiceboard_open_streams",
-            "gauge",
-            "Open SSE streams and WebSockets.",
-        );
-        let _ = writeln!(
-            out,
-            "choiceboard_open_streams{{kind=\"sse\"}} {}",
-            s.open_sse
-        );
-        let _ = writeln!(
-            out,
-            "choiceboard_open_streams{{kind=\"websocket\"}} {}",
-            s.open_websockets
-        );
-        gauge(
-            &mut out,
-            "choiceboard_hub_subscribers",
-            "Subscribers of the hub (choice viewers and dashboards).",
-            s.viewers,
-        );
-        gauge(
-            &mut out,
-            "choiceboard_pending_deadlines",
-            "Deadlines this node is waiting for.",
-            s.pending_deadlines,
-        );
-        counter(
-            &mut out,
-            "choiceboard_hub_frames_sent_total",
-            "Frames written to streams.",
-            s.frames_sent,
-        );
-        counter(
-            &mut out,
-            "choiceboard_hub_frames_skipped_total",
-            "Stale frames a slow stream skipped for a newer one.",
-            s.frames_skipped,
-        );
-        counter(
-            &mut out,
-            "choiceboard_rate_limited_total",
-            "Requests refused with 429 by the per-client rate limit.",
-            s.rate_limited,
-        );
-        counter(
-            &mut out,
-            "choiceboard_streams_refused_total",
-            "Streams refused by the per-client or total cap.",
-            s.streams_refused,
-        );
-        gauge(
-            &mut out,
-            "choiceboard_live_choices",
-            "Choices held in memory with their rendered frames (every active one, and final ones being watched).",
-            s.live_choices,
-        );
-        counter(
-            &mut out,
-            "choiceboard_store_reads_total",
-            "Choices not in memory read from the store (one read however many asked at once).",
-            s.store_reads,
-        );
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &registry);
         out
     }
-}
-
-fn help(out: &mut String, name: &str, kind: &str, text: &str) {
-    let _ = writeln!(out, "# HELP {name} {text}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn gauge(out: &mut String, name: &str, text: &str, value: usize) {
-    help(out, name, "gauge", text);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-fn counter(out: &mut String, name: &str, text: &str, value: u64) {
-    help(out, name, "counter", text);
-    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Follows every committed change to know each pending deadline, and measures how late the
@@ -308,24 +240,23 @@ impl Subscriber for Metrics {
         let Some(choice) = &change.choice else {
             return;
         };
-        let mut inner = self.lock();
+        let mut deadlines = self.deadlines();
         if change.kind == Some(EventKind::TimedOut) {
-            *inner.commands.entry(("expire", "ok")).or_insert(0) += 1;
-            if let Some(deadline) = inner.deadlines.remove(&choice.id) {
+            self.commands
+                .get_or_create(&[("action", "expire"), ("outcome", "ok")])
+                .inc();
+            if let Some(deadline) = deadlines.remove(&choice.id) {
                 let lag = (change.event.at - deadline).max(0) as f64 / 1000.0;
-                inner
-                    .deadline_lag
-                    .get_or_insert_with(|| Histogram::new(LAG_BUCKETS))
-                    .observe(lag);
+                self.deadline_lag.observe(lag);
             }
             return;
         }
         match choice.deadline {
             Some(deadline) => {
-                inner.deadlines.insert(choice.id.clone(), deadline);
+                deadlines.insert(choice.id.clone(), deadline);
             }
             None => {
-                inner.deadlines.remove(&choice.id);
+                deadlines.remove(&choice.id);
             }
         }
     }
