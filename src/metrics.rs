@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::http::{Method, StatusCode};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -38,6 +39,7 @@ const ACTIONS: &[&str] = &[
 type Labels<const N: usize> = [(&'static str, &'static str); N];
 
 pub struct Metrics {
+    requests: Family<[(&'static str, String); 3], Counter>,
     commands: Family<Labels<2>, Counter>,
     latency: Family<Labels<1>, Histogram, fn() -> Histogram>,
     deadline_lag: Histogram,
@@ -48,6 +50,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
+            requests: Family::default(),
             commands: Family::default(),
             latency: Family::new_with_constructor(|| {
                 Histogram::new(LATENCY_BUCKETS.iter().copied())
@@ -114,6 +117,24 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// One answered request, by method, the route it matched and its status.
+    pub fn request(&self, method: &Method, route: String, status: StatusCode) {
+        let method = match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            _ => "other",
+        };
+        self.requests
+            .get_or_create(&[
+                ("method", method.to_string()),
+                ("route", route),
+                ("status", status.as_str().to_string()),
+            ])
+            .inc();
+    }
+
     /// The pending deadlines in the store when the server starts.
     pub fn seed_deadlines(&self, pending: impl IntoIterator<Item = (String, Millis)>) {
         self.deadlines().extend(pending);
@@ -145,6 +166,11 @@ impl Metrics {
             "choiceboard_choices",
             "Choices in the store, by status.",
             by_status,
+        );
+        registry.register(
+            "choiceboard_http_requests",
+            "Answered requests, by method, route and status.",
+            self.requests.clone(),
         );
         registry.register(
             "choiceboard_commands",

@@ -91,26 +91,8 @@ fn same_secret(given: &[u8], secret: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
-/// Paths anyone may use: a choice's page, stream, commands and socket (the id is the
-/// capability), the display name, signing in, static files and the health check. Everything
-/// else — the API, `/ws`, `/metrics`, the dashboard and any unknown path — needs the token.
-fn is_open(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz"
-            | "/login"
-            | "/logout"
-            | "/name"
-            | "/manifest.webmanifest"
-            | "/sw.js"
-            | "/offline"
-    ) || path.starts_with("/static/")
-        || path.starts_with("/choice/")
-        || path.strip_prefix("/ws/").is_some_and(|id| !id.is_empty())
-}
-
-/// Middleware: the host check, the cross-site check and the token, before anything runs.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Middleware: the host check and the cross-site check, before anything runs.
+pub async fn same_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     let settings = &state.settings;
     if !settings.host_allowed(headers) {
@@ -123,22 +105,32 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     if (changes_state(request.method()) || upgrade) && !settings.same_origin(headers) {
         return AppError::ForbiddenOrigin.render_for(headers);
     }
-    if let Some(token) = &settings.token {
-        let path = request.uri().path();
-        if !is_open(path) && !token.admits(headers) {
-            if is_navigation(request.method(), headers) {
-                let next = request
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_string();
-                let bounce = headers
-                    .get("sec-fetch-site")
-                    .is_some_and(|v| v == "cross-site");
-                return login_page(StatusCode::UNAUTHORIZED, &next, None, bounce);
-            }
-            return AppError::Unauthorized.render_for(headers);
+    next.run(request).await
+}
+
+/// Route layer of the guarded routes: with a token configured, the request carries it (or
+/// the sign-in cookie). A person's browser is shown the sign-in page instead of an error.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    if let Some(token) = &state.settings.token
+        && !token.admits(headers)
+    {
+        if is_navigation(request.method(), headers) {
+            let next = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            let bounce = headers
+                .get("sec-fetch-site")
+                .is_some_and(|v| v == "cross-site");
+            return login_page(StatusCode::UNAUTHORIZED, &next, None, bounce);
         }
+        return AppError::Unauthorized.render_for(headers);
     }
     next.run(request).await
 }

@@ -334,10 +334,6 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
 /// poll has its own bound. A client still sending its body when the time is up gets 408; a
 /// server that was too slow says 503.
 pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if path.starts_with("/api/choices/") && path.ends_with("/wait") {
-        return next.run(request).await;
-    }
     let limit = state.guards.limits.request_timeout;
     let headers = request.headers().clone();
     let body_done = Arc::new(AtomicBool::new(false));

@@ -21,11 +21,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request};
+use axum::handler::Handler as _;
 use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::engine::Engine;
@@ -186,12 +188,36 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route_layer(from_fn_with_state(state.clone(), access::same_origin_only));
-    Router::new()
+    let deadline = || from_fn_with_state(state.clone(), limits::deadline);
+    let rate_limit = || from_fn_with_state(state.clone(), limits::rate_limit);
+    let token = || from_fn_with_state(state.clone(), access::require_token);
+
+    // Anyone may use these: nothing is at stake, or the choice id in the path is the capability.
+    let open = Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/login", get(access::login_form).post(access::login))
+        .route("/logout", post(access::logout))
+        .route("/name", post(pages::set_name))
+        .route("/choice/{id}", get(pages::choice))
+        .route("/choice/{id}/events", get(sse::choice_events))
+        .route("/choice/{id}/{action}", post(commands::command))
+        .route("/ws/{id}", get(ws::choice_socket))
+        .route("/static/app.css", get(pages::stylesheet))
+        .route("/static/app.js", get(pages::script))
+        .route("/static/icon-192.png", get(pages::icon_192))
+        .route("/static/icon-512.png", get(pages::icon_512))
+        .route("/manifest.webmanifest", get(pages::manifest))
+        .route("/sw.js", get(pages::service_worker))
+        .route("/offline", get(pages::offline))
+        .route_layer(deadline())
+        .route_layer(rate_limit());
+
+    // These need the token, when one is set: the API, the log, metrics, the dashboard and MCP.
+    let guarded = Router::new()
         .merge(mcp)
         .route("/api/choices", post(api::create).get(api::list))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/choices/{id}", get(api::one))
-        .route("/api/choices/{id}/wait", get(api::wait))
         .route("/api/status", get(api::status))
         .route("/api/notes", post(api::create_note).get(api::notes))
         .route("/api/events", get(log::events))
@@ -202,32 +228,28 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/push/subscriptions/{id}", delete(push::unsubscribe))
         .route("/ws", get(ws::log_socket))
-        .route("/ws/{id}", get(ws::choice_socket))
-        .route("/healthz", get(api::healthz))
         .route("/metrics", get(ops::metrics))
-        .route("/login", get(access::login_form).post(access::login))
-        .route("/logout", post(access::logout))
         .route("/", get(pages::dashboard))
         .route("/board", get(pages::board))
         .route("/events", get(sse::dashboard_events))
-        .route("/choice/{id}", get(pages::choice))
-        .route("/name", post(pages::set_name))
         .route("/timers", post(pages::new_timer))
-        .route("/choice/{id}/events", get(sse::choice_events))
-        .route("/choice/{id}/{action}", post(commands::command))
-        .route("/static/app.css", get(pages::stylesheet))
-        .route("/static/app.js", get(pages::script))
-        .route("/static/icon-192.png", get(pages::icon_192))
-        .route("/static/icon-512.png", get(pages::icon_512))
-        .route("/manifest.webmanifest", get(pages::manifest))
-        .route("/sw.js", get(pages::service_worker))
-        .route("/offline", get(pages::offline))
-        .fallback(api::not_found)
+        .route_layer(deadline())
+        // A long poll holds its answer up to its own `timeout`, so the request time limit
+        // does not apply.
+        .route("/api/choices/{id}/wait", get(api::wait))
+        .route_layer(rate_limit())
+        .route_layer(token());
+
+    // An unknown path says 404 only to those who may ask about the guarded ones.
+    let not_found = tower::Layer::layer(&token(), api::not_found.with_state(state.clone()));
+
+    Router::new()
+        .merge(open)
+        .merge(guarded)
+        .fallback_service(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // Innermost first: the time limit, the rate limit, then who may ask at all.
-        .layer(from_fn_with_state(state.clone(), limits::deadline))
-        .layer(from_fn_with_state(state.clone(), limits::rate_limit))
-        .layer(from_fn_with_state(state.clone(), access::guard))
+        // Before any route: the host name and the cross-site check.
+        .layer(from_fn_with_state(state.clone(), access::same_site))
         // Compresses pages, fragments, JSON and static files; never SSE (tower-http skips it).
         .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -243,8 +265,11 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        // Outermost: a request id on every log line and on the response.
-        .layer(axum::middleware::from_fn(ops::trace))
+        // Outermost: every request has an id, on every log line and on the response.
+        .layer(from_fn_with_state(state.clone(), ops::access_log))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(ops::NewRequestId))
+        .layer(axum::middleware::map_request(ops::drop_odd_request_id))
         .with_state(state)
 }
 

@@ -1,13 +1,14 @@
-//! For operators: a request id and one access-log line per request, and `/metrics`.
+//! For operators: request ids, one access-log line per request, and `/metrics`.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Instrument;
 
 #[allow(unused_imports)] // named in the OpenAPI attributes
@@ -17,71 +18,75 @@ use crate::metrics::Snapshot;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Middleware: every request gets an id (the client's `X-Request-Id` when it is a sane one),
-/// every log line written while serving it carries the id, and the response returns it.
-pub async fn trace(request: Request, next: Next) -> Response {
+/// Makes the id of a request that came without a sane one of its own: a random prefix (so ids
+/// from several nodes do not collide) and a counter.
+#[derive(Clone, Copy)]
+pub struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        static PREFIX: OnceLock<String> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let prefix = PREFIX.get_or_init(|| {
+            let mut bytes = [0u8; 4];
+            let _ = getrandom::fill(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        });
+        let id = format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed));
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Before the id is set: a client's `X-Request-Id` goes into every log line, so only a sane one
+/// (1–64 of `A-Za-z0-9-_.:`) is kept; any other is replaced by one of ours.
+pub async fn drop_odd_request_id(mut request: Request) -> Request {
+    let sane = request.headers().get(REQUEST_ID).is_none_or(|v| {
+        (1..=64).contains(&v.len())
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if !sane {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
+
+/// Middleware: every log line written while serving a request carries its id and route, one
+/// access line says how it ended, and `/metrics` counts it by route. The route is the one it
+/// matched (`/choice/{id}`), never the path: a choice's URL is a capability, and logs travel.
+pub async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map_or_else(new_request_id, str::to_string);
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_string();
     let method = request.method().clone();
-    let route = route_of(request.uri().path());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_string();
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
+        let status = status.as_u16();
         if status >= 500 {
             tracing::error!(target: "choiceboard::access", status, ms, "answered");
         } else {
             tracing::info!(target: "choiceboard::access", status, ms, "answered");
         }
     });
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
+    state.metrics.request(&method, route, status);
     response
 }
 
-/// A process-unique id: a random prefix (so ids from several nodes do not collide) and a
-/// counter.
-fn new_request_id() -> String {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let prefix = PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 4];
-        let _ = getrandom::fill(&mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    });
-    format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
-/// The path as a route, without choice ids: a choice's URL is a capability, and logs travel.
-pub fn route_of(path: &str) -> String {
-    let segments: Vec<&str> = path.split('/').collect();
-    let known_action = |a: &str| {
-        [
-            "submit", "cancel", "timeout", "pause", "resume", "reset", "events",
-        ]
-        .contains(&a)
-    };
-    match segments.as_slice() {
-        ["", "choice", _] => "/choice/{id}".into(),
-        ["", "choice", _, action] if known_action(action) => format!("/choice/{{id}}/{action}"),
-        ["", "choice", ..] => "/choice/{id}/…".into(),
-        ["", "ws", id] if !id.is_empty() => "/ws/{id}".into(),
-        ["", "api", "choices", id] if !id.is_empty() => "/api/choices/{id}".into(),
-        ["", "api", "choices", _, rest @ ..] => format!("/api/choices/{{id}}/{}", rest.join("/")),
-        _ => path.chars().take(100).collect(),
-    }
-}
+/// The route of a request that matched none.
+pub const UNMATCHED: &str = "(none)";
 
 impl AppState {
     /// Counts a command or create for `/metrics`: its action, how it ended, how long it took.
@@ -128,23 +133,4 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         state.metrics.render(&snapshot),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_of;
-
-    #[test]
-    fn routes_hide_choice_ids() {
-        assert_eq!(route_of("/choice/k3Jx9abc"), "/choice/{id}");
-        assert_eq!(route_of("/choice/k3Jx9abc/submit"), "/choice/{id}/submit");
-        assert_eq!(route_of("/choice/k3Jx9abc/evil"), "/choice/{id}/…");
-        assert_eq!(route_of("/ws/k3Jx9abc"), "/ws/{id}");
-        assert_eq!(route_of("/ws"), "/ws");
-        assert_eq!(
-            route_of("/api/choices/k3Jx9abc/wait"),
-            "/api/choices/{id}/wait"
-        );
-        assert_eq!(route_of("/api/choices"), "/api/choices");
-    }
 }

@@ -213,6 +213,15 @@ async fn metrics_count_choices_commands_latency_streams_deadlines_and_frames() {
         ),
         2.0
     );
+    // Requests are counted by the route they matched, never by a path with an id in it.
+    assert_eq!(
+        sample(
+            &text,
+            "choiceboard_http_requests_total{method=\"GET\",route=\"/api/choices/{id}/wait\",status=\"200\"}"
+        ),
+        1.0
+    );
+    assert!(!text.contains(&short), "no choice id in the metrics");
     assert_eq!(sample(&text, "choiceboard_deadline_lag_seconds_count"), 1.0);
     assert!(
         sample(&text, "choiceboard_deadline_lag_seconds_bucket{le=\"1\"}") >= 1.0,
