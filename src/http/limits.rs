@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +16,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 
 use super::{AppError, AppState, changes_state};
 
@@ -109,7 +112,9 @@ impl Limits {
 /// The live state behind the limits: buckets and stream counts.
 pub struct Guards {
     pub limits: Limits,
-    buckets: Mutex<Buckets>,
+    /// A token bucket per client address; `None` when the rate limit is off.
+    per_client: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    swept: Mutex<Instant>,
     streams: Mutex<HashMap<IpAddr, usize>>,
     open_sse: AtomicUsize,
     open_ws: AtomicUsize,
@@ -117,28 +122,33 @@ pub struct Guards {
     pub streams_refused: AtomicU64,
 }
 
-struct Buckets {
-    by_client: HashMap<IpAddr, Bucket>,
-    swept: Instant,
-}
-
-#[derive(Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// Buckets are swept (full ones forgotten) at most this often.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// `per_second` requests a second, `burst` of them at once; `None` for no limit (0, or a rate
+/// too high to measure).
+pub fn quota(per_second: f64, burst: f64) -> Option<Quota> {
+    if per_second.is_nan() || per_second <= 0.0 {
+        return None;
+    }
+    let period = Duration::try_from_secs_f64(1.0 / per_second).ok()?;
+    let burst =
+        NonZeroU32::new(burst.clamp(1.0, u32::MAX as f64) as u32).unwrap_or(NonZeroU32::MIN);
+    Some(Quota::with_period(period)?.allow_burst(burst))
+}
+
+/// Seconds until a refused request may be tried again: at least 1, at most an hour.
+pub fn retry_after(refused: &NotUntil<<DefaultClock as Clock>::Instant>) -> u64 {
+    let wait = refused.wait_time_from(DefaultClock::default().now());
+    wait.as_secs_f64().ceil().clamp(1.0, 3600.0) as u64
+}
 
 impl Guards {
     pub fn new(limits: Limits) -> Guards {
         Guards {
+            per_client: quota(limits.rate_per_second, limits.rate_burst).map(RateLimiter::hashmap),
             limits,
-            buckets: Mutex::new(Buckets {
-                by_client: HashMap::new(),
-                swept: Instant::now(),
-            }),
+            swept: Mutex::new(Instant::now()),
             streams: Mutex::default(),
             open_sse: AtomicUsize::new(0),
             open_ws: AtomicUsize::new(0),
@@ -149,35 +159,23 @@ impl Guards {
 
     /// Takes one token from the client's bucket, or says how many seconds until one is there.
     pub fn take(&self, client: IpAddr) -> Result<(), AppError> {
-        let (rate, burst) = (self.limits.rate_per_second, self.limits.rate_burst.max(1.0));
-        if rate <= 0.0 {
+        let Some(per_client) = &self.per_client else {
             return Ok(());
+        };
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            if swept.elapsed() > SWEEP_EVERY {
+                // A bucket that has refilled is the same as no bucket: forget it, so memory
+                // follows the clients of the last minute, not every address ever seen.
+                *swept = Instant::now();
+                per_client.retain_recent();
+            }
         }
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if now.duration_since(buckets.swept) > SWEEP_EVERY {
-            // A bucket that has refilled is the same as no bucket: forget it, so memory follows
-            // the clients of the last minute, not every address ever seen.
-            buckets.swept = now;
-            buckets
-                .by_client
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
-        }
-        let bucket = buckets.by_client.entry(client).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        bucket.tokens =
-            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
-        }
-        self.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0);
-        Err(AppError::RateLimited {
-            retry_after_secs: wait.min(3600.0) as u64,
+        per_client.check_key(&client).map_err(|refused| {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            AppError::RateLimited {
+                retry_after_secs: retry_after(&refused),
+            }
         })
     }
 

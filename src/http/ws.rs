@@ -9,12 +9,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
+use governor::RateLimiter;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::commands::CommandBody;
-use super::limits::{ClientIp, StreamKind, StreamPermit};
+use super::limits::{self, ClientIp, StreamKind, StreamPermit};
 use super::{AppError, AppState, Params, PathIds, log, viewer_of};
 use crate::choice::{Actor, Status, Via};
 use crate::live::ChoiceWatch;
@@ -194,8 +195,7 @@ async fn serve_choice(
     };
 
     let receive = async move {
-        let mut tokens = BURST;
-        let mut refilled = Instant::now();
+        let per_socket = limits::quota(RATE, BURST).map(RateLimiter::direct);
         loop {
             let message = match tokio::time::timeout(IDLE_LIMIT, incoming.next()).await {
                 Ok(Some(Ok(message))) => message,
@@ -212,16 +212,13 @@ async fn serve_choice(
                 Message::Close(_) => return,
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
-            tokens = (tokens + refilled.elapsed().as_secs_f64() * RATE).min(BURST);
-            refilled = Instant::now();
-            if tokens < 1.0 {
+            if let Some(Err(refused)) = per_socket.as_ref().map(RateLimiter::check) {
                 let error = AppError::RateLimited {
-                    retry_after_secs: 1,
+                    retry_after_secs: limits::retry_after(&refused),
                 };
                 let _ = replies.send(error_message(&error)).await;
                 continue;
             }
-            tokens -= 1.0;
             // The client's own bucket too: many sockets are not a way around the rate limit.
             let refused = if metered {
                 state.guards.take(client.0)
