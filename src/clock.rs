@@ -1,7 +1,7 @@
-//! Wall-clock time as Unix milliseconds, and its RFC 3339 form. The pure core never reads the
+//! Wall-clock time as Unix milliseconds, its RFC 3339 form, and durations as people write them. The pure core never reads the
 //! clock; the engine and the HTTP layer read it here and pass `now` down.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Unix time in milliseconds (UTC).
 pub type Millis = i64;
@@ -14,19 +14,13 @@ pub fn now_ms() -> Millis {
     }
 }
 
-/// `2026-11-24T10:05:00.000Z` for a Unix millisecond instant.
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+const LAST_WRITABLE: Millis = 253_402_300_799_999;
+
+/// `2026-11-24T10:05:00.000Z` for a Unix millisecond instant (clamped to years 1970–9999).
 pub fn rfc3339(ms: Millis) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    let since_epoch = Duration::from_millis(ms.clamp(0, LAST_WRITABLE) as u64);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + since_epoch).to_string()
 }
 
 /// Start of the UTC day containing `ms`.
@@ -34,22 +28,9 @@ pub fn start_of_day(ms: Millis) -> Millis {
     ms - ms.rem_euclid(86_400_000)
 }
 
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// A duration as people write it: `90` (seconds), `90s`, `5m`, `1h30m`, `1.5h`, `30d`.
-/// Returns seconds.
+/// Returns seconds. Not `humantime::parse_duration`: that one refuses bare seconds and
+/// fractions (`90`, `1.5h`) and accepts units in any order and twice (`30m1h`, `1m1m`).
 pub fn parse_duration(raw: &str) -> Result<f64, String> {
     let s = raw.trim();
     let bad = || format!("{raw:?} is not a duration; write 90, 90s, 5m or 1h30m");
@@ -97,5 +78,7 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_514_700_123), "2026-11-24T10:05:00.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

@@ -295,41 +295,6 @@ mod tests {
     }
 
     #[test]
-    fn only_a_choice_and_public_paths_are_open() {
-        for open in [
-            "/choice/abc",
-            "/choice/abc/submit",
-            "/choice/abc/events",
-            "/ws/abc",
-            "/healthz",
-            "/static/app.js",
-            "/login",
-            "/name",
-            "/sw.js",
-            "/manifest.webmanifest",
-            "/offline",
-        ] {
-            assert!(is_open(open), "{open}");
-        }
-        for closed in [
-            "/",
-            "/mcp",
-            "/board",
-            "/events",
-            "/timers",
-            "/api/choices",
-            "/api/events",
-            "/ws",
-            "/ws/",
-            "/metrics",
-            "/api/openapi.json",
-            "/nope",
-        ] {
-            assert!(!is_open(closed), "{closed}");
-        }
-    }
-
-    #[test]
     fn next_stays_on_this_server() {
         assert_eq!(safe_next("/board?x=1"), "/board?x=1");
         for bad in [

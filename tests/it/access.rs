@@ -97,6 +97,70 @@ async fn api_calls_without_the_token_or_with_a_wrong_one_get_401() {
     assert_eq!(app.get_json("/healthz").await.0, StatusCode::OK);
 }
 
+/// Each route's guard comes from the group it is declared in: these answer without the token
+/// (whatever else they say), and everything else, an unknown path included, needs it.
+#[tokio::test]
+async fn only_a_choice_and_public_paths_are_open() {
+    let app = with_token().await;
+    let open = [
+        ("GET", "/choice/abc"),
+        ("POST", "/choice/abc/submit"),
+        ("GET", "/choice/abc/events"),
+        ("GET", "/ws/abc"),
+        ("GET", "/healthz"),
+        ("GET", "/static/app.js"),
+        ("GET", "/login"),
+        ("POST", "/name"),
+        ("GET", "/sw.js"),
+        ("GET", "/manifest.webmanifest"),
+        ("GET", "/offline"),
+    ];
+    let guarded = [
+        ("GET", "/"),
+        ("POST", "/mcp"),
+        ("GET", "/board"),
+        ("GET", "/events"),
+        ("POST", "/timers"),
+        ("GET", "/api/choices"),
+        ("GET", "/api/choices/abc/wait?timeout=0"),
+        ("GET", "/api/events"),
+        ("GET", "/api/push/subscriptions"),
+        ("GET", "/ws"),
+        ("GET", "/ws/"),
+        ("GET", "/metrics"),
+        ("GET", "/api/openapi.json"),
+        ("GET", "/nope"),
+        ("GET", "/choice/abc/submit/more"),
+    ];
+    for (open, (method, path)) in open
+        .iter()
+        .map(|route| (true, route))
+        .chain(guarded.iter().map(|route| (false, route)))
+    {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(method.clone(), app.url(path))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        if open {
+            assert_ne!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} is open"
+            );
+        } else {
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} needs the token"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_choice_its_stream_its_commands_and_its_socket_need_only_its_id() {
     let app = with_token().await;
