@@ -7,18 +7,20 @@
 
 use axum::extract::{Query, State};
 use axum::extract::{Request, rejection::QueryRejection};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{AppError, AppState, Asks, Body, Wants, changes_state, cookie};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+
+use super::{AppError, AppState, Asks, Body, Wants, changes_state};
 use crate::views;
 
 /// The dashboard's sign-in cookie.
 pub const SESSION_COOKIE: &str = "cb_session";
-const SESSION_MAX_AGE: u64 = 30 * 24 * 3600;
+const SESSION_MAX_AGE: cookie::time::Duration = cookie::time::Duration::days(30);
 
 /// The configured token, and the cookie value derived from it. The cookie holds an HMAC of the
 /// token rather than the token, and is the same on every node sharing the token.
@@ -64,7 +66,9 @@ impl Token {
     /// May this request use what the token protects? A bearer token or the sign-in cookie.
     pub fn admits(&self, headers: &HeaderMap) -> bool {
         self.bearer_in(headers)
-            || cookie(headers, SESSION_COOKIE).is_some_and(|c| self.session_matches(c))
+            || CookieJar::from_headers(headers)
+                .get(SESSION_COOKIE)
+                .is_some_and(|c| self.session_matches(c.value()))
     }
 
     /// Does the request carry the token itself (`Authorization: Bearer TOKEN`)?
@@ -221,30 +225,33 @@ pub async fn login(State(state): State<AppState>, Body(body): Body) -> Response 
             false,
         );
     }
-    let secure = if state.settings.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; Max-Age={SESSION_MAX_AGE}; HttpOnly; SameSite=Strict{secure}",
-        token.session
-    );
-    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
+    let session = session_cookie(token.session.clone())
+        .max_age(SESSION_MAX_AGE)
+        .secure(state.settings.public_url.starts_with("https://"));
+    (
+        StatusCode::SEE_OTHER,
+        CookieJar::new().add(session),
+        [(header::LOCATION, next)],
+    )
+        .into_response()
+}
+
+fn session_cookie(value: String) -> cookie::CookieBuilder<'static> {
+    Cookie::build((SESSION_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
 }
 
 /// `POST /logout`: forgets the cookie.
 pub async fn logout() -> Response {
-    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        HeaderValue::from_static("cb_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),
-    );
-    response
+    let forget = session_cookie(String::new()).max_age(cookie::time::Duration::ZERO);
+    (
+        StatusCode::SEE_OTHER,
+        CookieJar::new().add(forget),
+        [(header::LOCATION, "/login")],
+    )
+        .into_response()
 }
 
 #[cfg(test)]

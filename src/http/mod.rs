@@ -25,6 +25,7 @@ use axum::handler::Handler as _;
 use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
 use serde::de::DeserializeOwned;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -437,28 +438,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Asks {
 pub const VIEWER_COOKIE: &str = "cb_viewer";
 pub const NAME_COOKIE: &str = "cb_name";
 
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
 pub fn viewer_of(headers: &HeaderMap) -> Viewer {
-    let key = cookie(headers, VIEWER_COOKIE)
+    let jar = CookieJar::from_headers(headers);
+    let key = jar
+        .get(VIEWER_COOKIE)
+        .map(Cookie::value)
         .filter(|k| {
             (16..=64).contains(&k.len())
                 && k.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map(str::to_string);
-    let name = cookie(headers, NAME_COOKIE)
+    // The name is form-encoded in the cookie's value (the jar writes and reads values as
+    // they are).
+    let name = jar
+        .get(NAME_COOKIE)
         .and_then(|raw| {
-            form_urlencoded::parse(format!("n={raw}").as_bytes())
+            form_urlencoded::parse(format!("n={}", raw.value()).as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned())
         })

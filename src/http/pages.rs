@@ -2,8 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use cookie::CookieBuilder;
 
 use super::{
     AppError, AppState, Asks, Body, NAME_COOKIE, Params, PathIds, VIEWER_COOKIE, Wants, viewer_of,
@@ -90,18 +92,23 @@ pub async fn choice(
         name: viewer.name.as_deref(),
         ballot,
     };
-    let mut response = html(views::choice::page(choice, fixed, now_ms(), &context));
+    let page = html(views::choice::page(choice, fixed, now_ms(), &context));
+    let mut jar = CookieJar::new();
     if viewer.key.is_none() {
         // A stable viewer id lets a reconnecting stream count as the same person.
         if let Ok(key) = crate::engine::new_id() {
-            let cookie =
-                format!("{VIEWER_COOKIE}={key}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax");
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
+            jar = jar.add(lasting_cookie(VIEWER_COOKIE, key).http_only(true));
         }
     }
-    response
+    (jar, page).into_response()
+}
+
+/// A cookie of this site kept for a year, sent along when following a link from elsewhere.
+fn lasting_cookie(name: &'static str, value: String) -> CookieBuilder<'static> {
+    Cookie::build((name, value))
+        .path("/")
+        .max_age(cookie::time::Duration::days(365))
+        .same_site(SameSite::Lax)
 }
 
 pub async fn stylesheet() -> Response {
@@ -207,20 +214,16 @@ pub async fn set_name(
             .rename(&key, (!name.is_empty()).then_some(name.as_str()));
     }
     let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
-    let cookie = if name.is_empty() {
-        format!("{NAME_COOKIE}=; Path=/; Max-Age=0; SameSite=Lax")
-    } else {
-        format!("{NAME_COOKIE}={encoded}; Path=/; Max-Age=31536000; SameSite=Lax")
-    };
-    let mut response = if wants == Wants::Fragment {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        (StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response()
-    };
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
+    let mut cookie = lasting_cookie(NAME_COOKIE, encoded);
+    if name.is_empty() {
+        cookie = cookie.max_age(cookie::time::Duration::ZERO);
     }
-    response
+    let jar = CookieJar::new().add(cookie);
+    if wants == Wants::Fragment {
+        (StatusCode::NO_CONTENT, jar).into_response()
+    } else {
+        (StatusCode::SEE_OTHER, jar, [(header::LOCATION, back)]).into_response()
+    }
 }
 
 /// `POST /timers`: the dashboard's "New timer" form.
