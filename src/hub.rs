@@ -6,19 +6,18 @@
 //! every viewer wakes, compares part counters with what it last sent, and writes the same
 //! bytes, so a slow viewer skips stale frames and nothing queues per viewer.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::clock::{Millis, now_ms, start_of_day};
+use crate::board;
+use crate::clock::{Millis, now_ms};
 use crate::engine::{Change, Subscriber};
 use crate::frame::{self, Part};
 use crate::live::Live;
-use crate::note::{HEARTBEAT, Note};
-use crate::store::{ListFilter, LogEvent, Store};
+use crate::store::Store;
 use crate::views;
 
 #[derive(Clone, Debug, Default)]
@@ -56,13 +55,6 @@ struct Dashboard {
     seq: AtomicU64,
 }
 
-const KEEP_DASHBOARD_FINISHED: i64 = 20;
-/// Notes read for the sources' last-seen lines, and how many of them the feed shows.
-const DASHBOARD_NOTES_READ: i64 = 500;
-const DASHBOARD_NOTES_SHOWN: usize = 50;
-/// A source that sends heartbeats is stale after this many silent intervals.
-const STALE_AFTER_INTERVALS: i64 = 3;
-const DASHBOARD_ACTIVE_LIMIT: usize = 1000;
 /// Board re-renders are at least this far apart; changes in between are coalesced.
 const DASHBOARD_MIN_INTERVAL: Duration = Duration::from_millis(150);
 
@@ -171,7 +163,7 @@ impl HubInner {
             return;
         }
         let now = now_ms();
-        let board = match self.load_board(now).await {
+        let board = match board::load(&self.live, &self.store, now).await {
             Ok(board) => Arc::new(board),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "the dashboard could not be read");
@@ -195,52 +187,6 @@ impl HubInner {
             f.board.replace(board_frame);
             f.remaining.replace(left_frame);
         });
-    }
-
-    async fn load_board(&self, now: Millis) -> anyhow::Result<views::dashboard::Board> {
-        let mut active = self.live.active();
-        active.truncate(DASHBOARD_ACTIVE_LIMIT);
-        let finished = self
-            .store
-            .list(ListFilter::Final, KEEP_DASHBOARD_FINISHED)
-            .await?;
-        let counts: BTreeMap<String, i64> = self
-            .store
-            .resolved_since(start_of_day(now))
-            .await?
-            .into_iter()
-            .collect();
-        // Grouped by source on the board (a stable sort keeps the newest first in each group).
-        active.sort_by(|a, b| a.spec.source.cmp(&b.spec.source));
-        let notes = self.store.recent_notes(DASHBOARD_NOTES_READ).await?;
-        let sources = sources(&notes, active.iter().map(|c| &**c).chain(&finished), now);
-        let notes = notes
-            .into_iter()
-            .take(DASHBOARD_NOTES_SHOWN)
-            .filter_map(|e| {
-                Some(views::dashboard::FeedNote {
-                    seq: e.seq,
-                    at: e.at,
-                    note: Note::from_data(&e.data)?,
-                })
-            })
-            .collect();
-        Ok(views::dashboard::Board {
-            rendered_at: now,
-            notes,
-            sources,
-            active: active
-                .into_iter()
-                .map(|c| {
-                    let n = self.live.presence(&c.id).viewers;
-                    (c, n)
-                })
-                .collect(),
-            finished,
-            submitted_today: counts.get("submitted").copied().unwrap_or(0),
-            cancelled_today: counts.get("cancelled").copied().unwrap_or(0),
-            timed_out_today: counts.get("timed_out").copied().unwrap_or(0),
-        })
     }
 
     fn tick(&self, now: Millis) {
@@ -304,66 +250,4 @@ async fn dashboard_loop(hub: std::sync::Weak<HubInner>) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl views::dashboard::Board {
-    pub fn empty() -> Self {
-        views::dashboard::Board {
-            active: Vec::new(),
-            finished: Vec::new(),
-            submitted_today: 0,
-            cancelled_today: 0,
-            timed_out_today: 0,
-            notes: Vec::new(),
-            rendered_at: 0,
-            sources: Vec::new(),
-        }
-    }
-}
-
-/// Every source heard of lately: from notes (newest first) and from the choices on the board.
-/// A source whose last two heartbeats were T apart is stale once silent for 3 T.
-fn sources<'a>(
-    notes: &[LogEvent],
-    choices: impl Iterator<Item = &'a crate::choice::Choice>,
-    now: Millis,
-) -> Vec<views::dashboard::SourceLine> {
-    let mut lines: BTreeMap<String, views::dashboard::SourceLine> = BTreeMap::new();
-    let mut heartbeats: HashMap<String, Vec<Millis>> = HashMap::new();
-    let mut seen = |name: &str, at: Millis| {
-        let line = lines
-            .entry(name.to_string())
-            .or_insert_with(|| views::dashboard::SourceLine {
-                name: name.to_string(),
-                last_seen: at,
-                heartbeat_every: None,
-                stale: false,
-            });
-        line.last_seen = line.last_seen.max(at);
-    };
-    for event in notes {
-        let Some(note) = Note::from_data(&event.data) else {
-            continue;
-        };
-        seen(&note.source, event.at);
-        if note.kind == HEARTBEAT {
-            heartbeats.entry(note.source).or_default().push(event.at);
-        }
-    }
-    for c in choices {
-        if let Some(source) = &c.spec.source {
-            seen(source, c.resolved_at.unwrap_or(c.created_at));
-        }
-    }
-    for (name, beats) in heartbeats {
-        // Newest first: the last interval is between the first two.
-        if let (Some(last), Some(previous), Some(line)) =
-            (beats.first(), beats.get(1), lines.get_mut(&name))
-        {
-            let every = (last - previous).max(1);
-            line.heartbeat_every = Some(every);
-            line.stale = now - line.last_seen.max(*last) > STALE_AFTER_INTERVALS * every;
-        }
-    }
-    lines.into_values().collect()
 }

@@ -11,7 +11,8 @@
 //! - [`live`] — the live state: every active choice in memory with its rendered frames and its
 //!   own channels, and a bounded cache of the rest. Every read is served from it.
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
-//! - [`hub`] — the 1 Hz ticker, and the dashboard's board and frames.
+//! - [`hub`] — the 1 Hz ticker, and the dashboard's frames, rendered once for every viewer.
+//! - [`board`] — what the dashboard shows, read from the live state and the store.
 //! - [`frame`] — a rendered frame (the same bytes for every viewer) and the SSE format.
 //! - [`notify`] — pushes to phones (ntfy format, and Web Push) on new choices and a minute
 //!   before deadlines, updated once decided.
@@ -22,15 +23,17 @@
 //!   (token, dashboard cookie, origin and host checks), `limits` (rate limit, stream caps,
 //!   request timeout), `listen` (the accept loop: header timeout, graceful shutdown), `ops`
 //!   (request ids, access log, `/metrics`), `openapi` (`/api/openapi.json`).
-//! - [`metrics`] — the counters and histograms behind `/metrics`, in the Prometheus text format.
+//! - [`metrics`] — the counters and histograms behind `/metrics` (prometheus-client).
 //! - [`server`] — wires store, engine and routes together and serves.
 //! - [`cli`] — the command line.
 //! - [`client`] — the JSON API as a client speaks it; serves in-process when nothing answers.
 //! - [`ask`] — `choiceboard ask`: ask from a shell script, print the answer, exit by outcome.
-//! - [`mcp`] — `choiceboard mcp`: the MCP tools `provide_choice` and `poll_selection` on stdio.
-//! - [`clock`] — wall-clock milliseconds and RFC 3339.
+//! - [`mcp`] — the MCP tools `provide_choice` and `poll_selection`, on stdio
+//!   (`choiceboard mcp`) and over HTTP at `/mcp`.
+//! - [`clock`] — wall-clock milliseconds, RFC 3339, and durations as people write them.
 
 pub mod ask;
+pub mod board;
 pub mod choice;
 pub mod cli;
 pub mod client;
