@@ -1,7 +1,7 @@
 //! Pages for people: the dashboard, a choice, the board fragment for polling, static files.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
@@ -115,8 +115,21 @@ pub async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", assets::CSS)
 }
 
-pub async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", assets::BUNDLE)
+pub async fn htmx() -> Response {
+    asset("text/javascript; charset=utf-8", assets::HTMX)
+}
+
+/// `/static/{version}/{file}`: one of our modules. Under another build's version it is still
+/// served (a tab open across a deploy), but not to be kept.
+pub async fn module(Path((version, file)): Path<(String, String)>) -> Response {
+    let Some(js) = assets::module(&file) else {
+        return AppError::NotFound.into_response();
+    };
+    if version == assets::version() {
+        asset("text/javascript; charset=utf-8", js)
+    } else {
+        fresh("text/javascript; charset=utf-8", js.as_bytes())
+    }
 }
 
 pub async fn manifest() -> Response {

@@ -12,7 +12,7 @@ use futures_util::Stream;
 
 use super::limits::{ClientIp, StreamKind};
 use super::{AppError, AppState, PathIds, viewer_of};
-use crate::frame::Part;
+use crate::frame::{self, Part};
 
 /// A comment line; proxies and browsers keep the connection open.
 const KEEPALIVE: &[u8] = b": keepalive\n\n";
@@ -28,6 +28,7 @@ pub async fn choice_events(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
+    let dialect = Dialect::of(&headers);
     // Subscribed and read as one step: the first frames are the choice as it is now.
     let watch = state
         .engine
@@ -51,15 +52,17 @@ pub async fn choice_events(
             // shared by every viewer of the choice, and touching their counters costs on every tick.
             let (fresh_parts, close) = {
                 let frames = watch.frames.borrow_and_update();
-                let mut parts: [Option<Bytes>; 3] = Default::default();
-                for ((part, last), out) in [&frames.status, &frames.remaining, &frames.viewers].into_iter().zip(sent.iter_mut()).zip(parts.iter_mut()) {
-                    *out = fresh(part, last, &stats);
+                let mut parts = Vec::with_capacity(6);
+                for (part, last) in [&frames.status, &frames.remaining, &frames.viewers].into_iter().zip(sent.iter_mut()) {
+                    if let Some(bytes) = fresh(part, last, &stats) {
+                        dialect.push(&mut parts, bytes);
+                    }
                 }
                 let close = frames.closed.then(|| format!("id: {}\nevent: close\ndata:\n\n", frames.seq));
                 (parts, close)
             };
             // One write for what is ready together (at connect: retry and three frames).
-            let mut ready: Vec<Bytes> = preamble.take().into_iter().chain(fresh_parts.into_iter().flatten()).collect();
+            let mut ready: Vec<Bytes> = preamble.take().into_iter().chain(fresh_parts).collect();
             match ready.len() {
                 0 => {}
                 1 => yield ready.remove(0),
@@ -82,8 +85,10 @@ pub async fn choice_events(
 pub async fn dashboard_events(
     State(state): State<AppState>,
     client: ClientIp,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
+    let dialect = Dialect::of(&headers);
     let (mut frames, shutdown) = state.hub.watch_dashboard().await;
     let stats = state.hub.clone();
     let stream = async_stream::stream! {
@@ -95,10 +100,14 @@ pub async fn dashboard_events(
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
         loop {
             let now = frames.borrow_and_update().clone();
+            let mut ready = Vec::with_capacity(4);
             for (part, last) in [&now.board, &now.remaining].into_iter().zip(sent.iter_mut()) {
                 if let Some(bytes) = fresh(part, last, &stats) {
-                    yield bytes;
+                    dialect.push(&mut ready, bytes);
                 }
+            }
+            for bytes in ready {
+                yield bytes;
             }
             tokio::select! {
                 changed = frames.changed() => if changed.is_err() { break },
@@ -108,6 +117,31 @@ pub async fn dashboard_events(
         }
     };
     Ok(event_stream(stream))
+}
+
+/// How a stream names its fragments: by their part (`event: status`), as API.md gives them, or
+/// unnamed for htmx on our own pages, whose SSE extension swaps only unnamed messages.
+#[derive(Clone, Copy)]
+enum Dialect {
+    Named,
+    Htmx,
+}
+
+impl Dialect {
+    fn of(headers: &HeaderMap) -> Dialect {
+        if headers.contains_key("hx-request") {
+            Dialect::Htmx
+        } else {
+            Dialect::Named
+        }
+    }
+
+    fn push(self, out: &mut Vec<Bytes>, frame: Bytes) {
+        match self {
+            Dialect::Named => out.push(frame),
+            Dialect::Htmx => out.extend(frame::unnamed(&frame)),
+        }
+    }
 }
 
 /// Resolves when the server shuts down. Made once per stream and polled by reference: a fresh

@@ -8,7 +8,7 @@ use crate::clock::{Millis, rfc3339};
 use crate::json::Presence;
 
 /// The countdown. `data-remaining` (seconds) and `data-deadline` (Unix ms, empty unless
-/// counting) let app.js interpolate between pushes from the server's figures, never from the
+/// counting) let static/js/live.js interpolate between pushes from the server's figures, never from the
 /// browser's own clock.
 pub fn remaining(c: &Choice, now: Millis) -> Markup {
     let ms = c.remaining_ms(now);

@@ -40,7 +40,7 @@ pub struct SourceLine {
 }
 
 /// What one person asked to see (`?source=&level=`); the live board is unfiltered and
-/// app.js hides what the filter leaves out.
+/// static/js/dashboard.js hides what the filter leaves out.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub source: Option<String>,
@@ -172,7 +172,7 @@ pub fn page(board_now: &Board, now: Millis, filter: &Filter) -> Markup {
                 nav .top {
                     strong .brand { "choiceboard" }
                     (badge())
-                    // Shown by app.js where the browser has a push service (static/sw.js).
+                    // Shown by static/js/push.js where the browser has a push service (static/sw.js).
                     span #push .push hidden {
                         button #push-device .linkish type="button" aria-pressed="false" { "Notify this device" }
                         " "

@@ -12,8 +12,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::clock::Millis;
 
-/// Static files, embedded in the binary. The script is one bundle (htmx, its SSE extension and
-/// ours), so a page costs three requests and its stream.
+/// Static files, embedded in the binary. htmx and its SSE extension are one classic script;
+/// ours are ES modules (static/js), served under the build's version so that they import each
+/// other by relative URL and may still be cached for good.
 pub mod assets {
     pub const CSS: &str = include_str!("../../static/app.css");
     /// The installable app: its manifest, icons and service worker (static/sw.js).
@@ -21,20 +22,30 @@ pub mod assets {
     pub const SERVICE_WORKER: &str = include_str!("../../static/sw.js");
     pub const ICON_192: &[u8] = include_bytes!("../../static/icon-192.png");
     pub const ICON_512: &[u8] = include_bytes!("../../static/icon-512.png");
-    pub const BUNDLE: &str = concat!(
+    pub const HTMX: &str = concat!(
         include_str!("../../static/htmx.min.js"),
         "\n;\n",
         include_str!("../../static/hx-sse.min.js"),
-        "\n;\n",
-        include_str!("../../static/app.js"),
     );
+    /// Ours, by file name: `live.js` on every page, and each page's own.
+    pub const MODULES: &[(&str, &str)] = &[
+        ("live.js", include_str!("../../static/js/live.js")),
+        ("choice.js", include_str!("../../static/js/choice.js")),
+        ("dashboard.js", include_str!("../../static/js/dashboard.js")),
+        ("push.js", include_str!("../../static/js/push.js")),
+    ];
+
+    pub fn module(name: &str) -> Option<&'static str> {
+        MODULES.iter().find(|(n, _)| *n == name).map(|(_, js)| *js)
+    }
 
     /// A short content hash, so the URLs can be cached forever and still change with a build.
     pub fn version() -> &'static str {
         static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         VERSION.get_or_init(|| {
             let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-            for byte in CSS.bytes().chain(BUNDLE.bytes()) {
+            let modules = MODULES.iter().flat_map(|(_, js)| js.bytes());
+            for byte in CSS.bytes().chain(HTMX.bytes()).chain(modules) {
                 hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
             }
             format!("{:08x}", hash as u32)
@@ -46,6 +57,10 @@ pub mod assets {
 pub fn page(title: &str, refresh_without_js: Option<u32>, body: Markup) -> Markup {
     shell(title, refresh_without_js, false, body)
 }
+
+/// The modules each kind of page loads (`live.js` comes first on every page).
+const CHOICE_MODULES: &[&str] = &["live.js", "choice.js"];
+const DASHBOARD_MODULES: &[&str] = &["live.js", "dashboard.js", "push.js"];
 
 /// The dashboard's shell: the same, with the web app manifest, so a phone can add it to its
 /// home screen. (Other pages stay at three requests.)
@@ -74,7 +89,10 @@ fn shell(title: &str, refresh_without_js: Option<u32>, installable: bool, body: 
                 link rel="stylesheet" href={ "/static/app.css?v=" (v) };
                 // No inline styles (strict CSP), no eval, and swaps replace the target element.
                 meta name="htmx-config" content=r#"{"includeIndicatorCSS":false,"defaultSwap":"outerHTML","history":false,"sse":{"reconnectDelay":200}}"#;
-                script src={ "/static/app.js?v=" (v) } defer {}
+                script src={ "/static/htmx.js?v=" (v) } defer {}
+                @for module in (if installable { DASHBOARD_MODULES } else { CHOICE_MODULES }) {
+                    script type="module" src={ "/static/" (v) "/" (module) } {}
+                }
                 @if let Some(seconds) = refresh_without_js {
                     noscript { meta http-equiv="refresh" content=(seconds); }
                 }
@@ -101,7 +119,7 @@ pub fn offline_page() -> Markup {
     )
 }
 
-/// The connection badge; app.js keeps it current (Live / Reconnecting / Delayed / Offline).
+/// The connection badge; static/js/live.js keeps it current (Live / Reconnecting / Delayed / Offline).
 pub fn badge() -> Markup {
     html! {
         span #badge .badge data-state="static" aria-live="polite" {

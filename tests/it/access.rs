@@ -108,7 +108,7 @@ async fn only_a_choice_and_public_paths_are_open() {
         ("GET", "/choice/abc/events"),
         ("GET", "/ws/abc"),
         ("GET", "/healthz"),
-        ("GET", "/static/app.js"),
+        ("GET", "/static/htmx.js"),
         ("GET", "/login"),
         ("POST", "/name"),
         ("GET", "/sw.js"),

@@ -95,7 +95,21 @@ async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_e
 #[tokio::test]
 async fn static_files_are_cached_and_compressed() {
     let app = TestApp::spawn().await;
-    for path in ["/static/app.js", "/static/app.css"] {
+    let dashboard = app
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let module = dashboard
+        .split('"')
+        .find(|s| s.starts_with("/static/") && s.ends_with("/live.js"))
+        .expect("the page loads live.js")
+        .to_string();
+    for path in ["/static/htmx.js", "/static/app.css", module.as_str()] {
         let r = app
             .client
             .get(app.url(path))
@@ -112,4 +126,26 @@ async fn static_files_are_cached_and_compressed() {
         );
         assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
     }
+    // Another build's module is still served (a tab open across a deploy), but not kept.
+    let r = app
+        .client
+        .get(app.url("/static/0ld0ld00/live.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let r = app
+        .client
+        .get(app.url("/static/0ld0ld00/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

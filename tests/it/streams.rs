@@ -184,3 +184,31 @@ async fn the_dashboard_stream_carries_the_board_and_a_new_choice_within_a_second
         .await
         .expect("its countdown ticks");
 }
+
+/// htmx 4's SSE extension swaps unnamed messages and dispatches named ones as DOM events: our
+/// pages' streams (htmx sends `HX-Request`) get the same fragments unnamed, with their ids,
+/// and the final `close` still named; every other client reads the names.
+#[tokio::test]
+async fn an_htmx_stream_gets_the_same_fragments_unnamed_and_close_named() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(120.0).await);
+    let url = app.url(&format!("/choice/{id}/events"));
+    let mut named = SseClient::connect(&app.client, &url, None).await;
+    let mut htmx = SseClient::connect_with(&app.client, &url, &[("hx-request", "true")]).await;
+    for _ in 0..3 {
+        let a = named.next(Duration::from_secs(2)).await.expect("a fragment");
+        let b = htmx.next(Duration::from_secs(2)).await.expect("a fragment");
+        assert!(!a.event.is_empty(), "named for API clients: {a:?}");
+        assert_eq!(b.event, "", "unnamed for htmx: {b:?}");
+        assert_eq!((a.id, a.data), (b.id, b.data), "the same fragment");
+    }
+    let (status, _) = app
+        .command(&id, "submit", json!({"selection": ["yes"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut last = None;
+    while let Some(m) = htmx.next(Duration::from_secs(3)).await {
+        last = Some(m);
+    }
+    assert_eq!(last.expect("messages after the submit").event, "close");
+}

@@ -272,8 +272,9 @@ async fn a_choice_page_looks_right_on_a_desktop_and_a_phone() {
         println!("requests: {weight}");
         let entries = weight.as_array().unwrap();
         let transferred: f64 = entries.iter().map(|e| e[1].as_f64().unwrap_or(0.0)).sum();
-        // The page, its stylesheet and its one script; the stream is the fourth request.
-        assert_eq!(entries.len(), 3, "{weight}");
+        // The page, its stylesheet, htmx, and our two modules (live.js, choice.js); the stream
+        // comes after.
+        assert_eq!(entries.len(), 5, "{weight}");
         assert!(transferred < 80.0 * 1024.0, "{transferred} bytes");
         println!("a choice page: {} requests and its stream, {transferred} bytes transferred", entries.len());
         page.assert_no_console_errors();
