@@ -196,7 +196,10 @@ async fn an_htmx_stream_gets_the_same_fragments_unnamed_and_close_named() {
     let mut named = SseClient::connect(&app.client, &url, None).await;
     let mut htmx = SseClient::connect_with(&app.client, &url, &[("hx-request", "true")]).await;
     for _ in 0..3 {
-        let a = named.next(Duration::from_secs(2)).await.expect("a fragment");
+        let a = named
+            .next(Duration::from_secs(2))
+            .await
+            .expect("a fragment");
         let b = htmx.next(Duration::from_secs(2)).await.expect("a fragment");
         assert!(!a.event.is_empty(), "named for API clients: {a:?}");
         assert_eq!(b.event, "", "unnamed for htmx: {b:?}");

@@ -18,7 +18,7 @@ async fn the_dashboard_asks_for_the_token_once_then_goes_live_on_the_cookie() {
         page.goto(&app.url("/")).await;
         page.wait_for("document.querySelector('#login')", Duration::from_secs(5)).await;
         page.eval(&format!("document.querySelector('input[name=token]').value = {}", json!(TOKEN))).await;
-        page.click("#login button").await;
+        page.click_button("Open the dashboard").await;
         page.wait_for(
             "document.querySelector('#badge') && document.querySelector('#badge').dataset.state === 'live'",
             Duration::from_secs(5),

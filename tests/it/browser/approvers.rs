@@ -45,7 +45,7 @@ async fn two_approvers_vote_on_their_links_and_a_watcher_sees_each_vote_then_the
         assert!(ana.text("#answer legend").await.contains("Your vote, ana"));
 
         ana.click("#answer input[name=selection][value=yes]").await;
-        ana.click("#answer button.primary").await;
+        ana.click_button("Vote").await;
         watcher
             .wait_for("document.querySelector('#votes li[data-approver=ana] [data-voted]')?.textContent === 'Ship it'", Duration::from_secs(1))
             .await;
@@ -53,7 +53,7 @@ async fn two_approvers_vote_on_their_links_and_a_watcher_sees_each_vote_then_the
         watcher.screenshot(&screenshot_path("approvers-one-vote.png")).await;
 
         bo.click("#answer input[name=selection][value=yes]").await;
-        bo.click("#answer button.primary").await;
+        bo.click_button("Vote").await;
         watcher
             .wait_for("document.querySelector('#status').dataset.status === 'submitted'", Duration::from_secs(1))
             .await;

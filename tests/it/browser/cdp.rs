@@ -360,10 +360,25 @@ impl Page {
 
     /// Clicks the element like a person would: a real mouse press at its centre.
     pub async fn click(&self, selector: &str) {
+        self.click_at(&format!("document.querySelector({})", json!(selector)))
+            .await;
+    }
+
+    /// Clicks the visible button a person would read as `name` (its text or `aria-label`).
+    pub async fn click_button(&self, name: &str) {
+        self.click_at(&format!(
+            "Array.from(document.querySelectorAll('button, [role=button]')).find(b => \
+             b.offsetParent !== null && (b.getAttribute('aria-label') || b.textContent).trim() === {})",
+            json!(name)
+        ))
+        .await;
+    }
+
+    /// Clicks the element `element` (a JavaScript expression) evaluates to.
+    async fn click_at(&self, element: &str) {
         let expression = format!(
-            "(() => {{ const e = document.querySelector({}); e.scrollIntoView({{block: 'center'}}); \
-             const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
-            json!(selector)
+            "(() => {{ const e = {element}; e.scrollIntoView({{block: 'center'}}); \
+             const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
         );
         let point = self.eval(&expression).await;
         let (x, y) = (point[0].as_f64().expect("x"), point[1].as_f64().expect("y"));
