@@ -622,3 +622,82 @@ async fn a_loopback_server_answers_only_to_loopback_names() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn every_response_has_the_security_headers_and_pages_have_no_inline_script() {
+    let app = TestApp::spawn_with(|c| c.token = Some("t".into())).await;
+    let r = app
+        .client
+        .post(app.url("/api/choices"))
+        .header("authorization", "Bearer t")
+        .json(&json!({"title": "Headers", "options": [{"id": "a"}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = id_of(&r.json().await.unwrap());
+    for (path, auth) in [
+        ("/".to_string(), true),
+        (format!("/choice/{id}"), false),
+        ("/login".into(), false),
+        ("/choice/nope".into(), false),
+        ("/api/choices".into(), true),
+    ] {
+        let mut request = app.client.get(app.url(&path)).header("accept", "text/html");
+        if auth {
+            request = request.header("authorization", "Bearer t");
+        }
+        let r = request.send().await.unwrap();
+        let h = r.headers().clone();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for needle in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(needle), "{path}: {csp}");
+        }
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        let body = r.text().await.unwrap();
+        for (at, _) in body.match_indices("<script") {
+            let tag = &body[at..body[at..].find('>').map_or(body.len(), |e| at + e)];
+            assert!(tag.contains(" src="), "{path}: inline script {tag}");
+        }
+        for bad in [
+            " onclick=",
+            " onload=",
+            " onerror=",
+            " onsubmit=",
+            "hx-on",
+            "javascript:",
+        ] {
+            assert!(!body.contains(bad), "{path} contains {bad}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_origin_cannot_open_the_log_socket_even_with_a_cookie_less_upgrade() {
+    // The upgrade check runs before the token check: refused as foreign, not as unsigned.
+    let app = TestApp::spawn_with(|c| c.token = Some("t".into())).await;
+    let mut request = format!("ws://{}/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer t".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+}
