@@ -24,7 +24,7 @@ async fn create_with_token(app: &TestApp) -> String {
     let r = app
         .client
         .post(app.url("/api/choices"))
-        .header("authorization", bearer(TOKEN))
+        .header("authorization", &bearer(TOKEN))
         .json(&json!({"title": "Deploy?", "options": [{"id": "yes"}, {"id": "no"}], "timeout_seconds": 600}))
         .send()
         .await
@@ -63,12 +63,8 @@ async fn api_calls_without_the_token_or_with_a_wrong_one_get_401() {
             assert_eq!(code(&body), "unauthorized", "{path}");
         }
         let r = app
-            .client
-            .get(app.url(&path))
-            .header("authorization", bearer(TOKEN))
-            .send()
-            .await
-            .unwrap();
+            .get_with(&path, &[("authorization", &bearer(TOKEN))])
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "{path} with the token");
     }
     // A create without the token creates nothing.
@@ -80,12 +76,11 @@ async fn api_calls_without_the_token_or_with_a_wrong_one_get_401() {
         (StatusCode::UNAUTHORIZED, "unauthorized")
     );
     let r = app
-        .client
-        .get(app.url("/api/choices?status=all"))
-        .header("authorization", bearer(TOKEN))
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/api/choices?status=all",
+            &[("authorization", &bearer(TOKEN))],
+        )
+        .await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["choices"]
             .as_array()
@@ -165,12 +160,7 @@ async fn only_a_choice_and_public_paths_are_open() {
 async fn a_choice_its_stream_its_commands_and_its_socket_need_only_its_id() {
     let app = with_token().await;
     let id = create_with_token(&app).await;
-    let page = app
-        .client
-        .get(app.url(&format!("/choice/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let page = app.get_with(&format!("/choice/{id}"), &[]).await;
     assert_eq!(page.status(), StatusCode::OK);
     let mut sse =
         SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
@@ -223,13 +213,7 @@ async fn the_dashboard_asks_for_the_token_once_then_a_cookie_keeps_it() {
     let app = with_token().await;
     let html = "text/html,application/xhtml+xml";
     // Not signed in: the form, with where to go next.
-    let r = app
-        .client
-        .get(app.url("/board"))
-        .header("accept", html)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/board", &[("accept", html)]).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let page = r.text().await.unwrap();
     assert!(page.contains("id=\"login\""), "{page}");
@@ -268,45 +252,31 @@ async fn the_dashboard_asks_for_the_token_once_then_a_cookie_keeps_it() {
     // With the cookie: the dashboard, its fragment, its stream and its form.
     for path in ["/", "/board"] {
         let r = app
-            .client
-            .get(app.url(path))
-            .header("cookie", &pair)
-            .header("accept", html)
-            .send()
-            .await
-            .unwrap();
+            .get_with(path, &[("cookie", &pair), ("accept", html)])
+            .await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
     let mut sse =
         SseClient::connect_with(&app.client, &app.url("/events"), &[("cookie", &pair)]).await;
     assert!(sse.next(Duration::from_secs(2)).await.is_some());
     let r = app
-        .client
-        .post(app.url("/timers"))
-        .header("cookie", &pair)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("title=Focus&minutes=25")
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            "/timers",
+            &[
+                ("cookie", &pair),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "title=Focus&minutes=25",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     // The cookie opens the API too (a signed-in browser may look at the JSON).
-    let r = app
-        .client
-        .get(app.url("/api/choices"))
-        .header("cookie", &pair)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/api/choices", &[("cookie", &pair)]).await;
     assert_eq!(r.status(), StatusCode::OK);
     // A forged cookie does not.
     let r = app
-        .client
-        .get(app.url("/board"))
-        .header("cookie", "cb_session=forged")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/board", &[("cookie", "cb_session=forged")])
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Signing out clears it.
@@ -340,13 +310,11 @@ async fn sign_in_never_sends_the_browser_to_another_site() {
 async fn a_link_from_another_site_reloads_once_to_pick_up_the_strict_cookie() {
     let app = with_token().await;
     let r = app
-        .client
-        .get(app.url("/"))
-        .header("accept", "text/html")
-        .header("sec-fetch-site", "cross-site")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/",
+            &[("accept", "text/html"), ("sec-fetch-site", "cross-site")],
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let page = r.text().await.unwrap();
     assert!(
@@ -355,13 +323,11 @@ async fn a_link_from_another_site_reloads_once_to_pick_up_the_strict_cookie() {
     );
     // From our own page (the reload) there is no second bounce.
     let r = app
-        .client
-        .get(app.url("/"))
-        .header("accept", "text/html")
-        .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/",
+            &[("accept", "text/html"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
     assert!(
         !r.text()
             .await
@@ -374,21 +340,10 @@ async fn a_link_from_another_site_reloads_once_to_pick_up_the_strict_cookie() {
 async fn without_a_token_the_api_and_the_dashboard_are_open() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get_json("/api/choices").await.0, StatusCode::OK);
-    let r = app
-        .client
-        .get(app.url("/"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/", &[("accept", "text/html")]).await;
     assert_eq!(r.status(), StatusCode::OK);
     // And /login just goes on.
-    let r = app
-        .client
-        .get(app.url("/login?next=/board"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/login?next=/board", &[]).await;
     assert_eq!(
         (r.status(), r.headers()["location"].to_str().unwrap()),
         (StatusCode::SEE_OTHER, "/board")
@@ -515,14 +470,7 @@ async fn a_foreign_origin_is_refused_on_forms_htmx_json_and_websockets_and_chang
     }
     // Creates, timers, names and sign-ins too.
     for path in ["/api/choices", "/timers", "/name", "/login"] {
-        let r = app
-            .client
-            .post(app.url(path))
-            .header("origin", EVIL)
-            .body("title=x")
-            .send()
-            .await
-            .unwrap();
+        let r = app.post_with(path, &[("origin", EVIL)], "title=x").await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
     }
     // WebSocket upgrades, on a choice and on the log.
@@ -589,37 +537,23 @@ async fn a_loopback_server_answers_only_to_loopback_names() {
     let app = TestApp::spawn().await;
     let port = app.addr.port();
     let r = app
-        .client
-        .get(app.url("/api/choices"))
-        .header("host", format!("evil.example:{port}"))
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/choices", &[("host", &format!("evil.example:{port}"))])
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     for host in [
         format!("localhost:{port}"),
         format!("127.0.0.1:{port}"),
         "app.localhost".into(),
     ] {
-        let r = app
-            .client
-            .get(app.url("/api/choices"))
-            .header("host", &host)
-            .send()
-            .await
-            .unwrap();
+        let r = app.get_with("/api/choices", &[("host", &host)]).await;
         assert_eq!(r.status(), StatusCode::OK, "{host}");
     }
     // The public URL's host is ours too.
     let app =
         TestApp::spawn_with(|c| c.public_url = Some("https://board.example.com".into())).await;
     let r = app
-        .client
-        .get(app.url("/api/choices"))
-        .header("host", "board.example.com")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/choices", &[("host", "board.example.com")])
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 

@@ -266,11 +266,8 @@ async fn a_source_whose_heartbeats_stop_is_marked_stale() {
         "a source without heartbeats never goes stale"
     );
     let filtered = app
-        .client
-        .get(app.url("/?source=quiet&level=info"))
-        .send()
+        .get_with("/?source=quiet&level=info", &[])
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

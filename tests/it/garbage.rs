@@ -100,12 +100,7 @@ async fn garbage_on_every_route_never_gets_a_5xx() {
             &format!("/api/choices/{id}/wait"),
             "/api/status",
         ] {
-            let r = app
-                .client
-                .get(app.url(&format!("{path}?{query}")))
-                .send()
-                .await
-                .unwrap();
+            let r = app.get_with(&format!("{path}?{query}"), &[]).await;
             requests += 1;
             assert!(
                 r.status().as_u16() < 500,
@@ -409,6 +404,6 @@ async fn an_id_that_cannot_be_decoded_is_a_404_in_our_error_format() {
         (status, body["error"]["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
     );
-    let r = app.client.get(app.url("/choice/%FF")).send().await.unwrap();
+    let r = app.get_with("/choice/%FF", &[]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -171,6 +171,39 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A request with these headers (and a body, when given), as it is answered.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path, headers, None)
+            .await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<String>,
+    ) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path, headers, Some(body.into()))
+            .await
+    }
+
     pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
         let r = self
             .client
@@ -429,4 +462,26 @@ impl SseClient {
             }
         }
     }
+}
+
+/// Held by the tests that are both heavy and timed (Chromium, a thousand sockets, two thousand
+/// streams): one at a time, across this run and the PostgreSQL run it starts beside it (a lock
+/// on a file both processes open), so two of them never share the two cores' time.
+pub async fn heavy_and_timed() -> std::fs::File {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("heavy-and-timed.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .expect("the lock file");
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: flock only reads the descriptor, which `file` keeps open.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "flock {}", path.display());
+        file
+    })
+    .await
+    .expect("the lock")
 }

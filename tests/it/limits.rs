@@ -216,7 +216,7 @@ async fn streams_past_the_caps_get_429_or_503_and_the_server_goes_on() {
     })
     .await;
     let _only = SseClient::connect(&app.client, &app.url("/events"), None).await;
-    let r = app.client.get(app.url("/api/events")).send().await.unwrap();
+    let r = app.get_with("/api/events", &[]).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(code(&r.json().await.unwrap()), "unavailable");
     assert_eq!(app.get_json("/healthz").await.0, StatusCode::OK);

@@ -12,30 +12,22 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = TestApp::spawn().await;
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get_with("/healthz", &[]).await;
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(!id.is_empty());
-    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let r = app.get_with("/healthz", &[]).await;
     assert_ne!(
         r.headers()["x-request-id"].to_str().unwrap(),
         id,
         "ids differ"
     );
     let r = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "trace-42")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/healthz", &[("x-request-id", "trace-42")])
+        .await;
     assert_eq!(r.headers()["x-request-id"], "trace-42");
     let r = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "no spaces allowed")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/healthz", &[("x-request-id", "no spaces allowed")])
+        .await;
     assert_ne!(r.headers()["x-request-id"], "no spaces allowed");
 }
 

@@ -174,13 +174,11 @@ async fn a_page_on_another_site_can_neither_drive_nor_read_mcp() {
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "forbidden_origin");
         let r = app
-            .client
-            .get(app.url("/mcp"))
-            .header("origin", origin)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+            .get_with(
+                "/mcp",
+                &[("origin", origin), ("accept", "text/event-stream")],
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "GET from {origin}");
     }
     // The server's own origin is not refused (the MCP layer answers it).

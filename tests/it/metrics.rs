@@ -52,7 +52,7 @@ async fn metrics_count_choices_commands_latency_streams_deadlines_and_frames() {
         .await;
     assert_eq!(waited["status"], "timed_out");
 
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let r = app.get_with("/metrics", &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.headers()["content-type"]

@@ -9,12 +9,7 @@ use crate::helpers::{TestApp, id_of};
 async fn pages_are_html_and_an_unknown_choice_is_a_readable_404() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(60.0).await);
-    let r = app
-        .client
-        .get(app.url(&format!("/choice/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with(&format!("/choice/{id}"), &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
     let csp = r.headers()["content-security-policy"]
         .to_str()
@@ -38,26 +33,17 @@ async fn pages_are_html_and_an_unknown_choice_is_a_readable_404() {
     ] {
         assert!(page.contains(needle), "the page has {needle}");
     }
-    let r = app
-        .client
-        .get(app.url("/choice/nope"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/choice/nope", &[]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().contains("Not found."));
     let r = app
-        .client
-        .get(app.url(&format!("/choice/{id}")))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .get_with(&format!("/choice/{id}"), &[("accept", "application/json")])
+        .await;
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["id"],
         id.as_str()
     );
-    let r = app.client.get(app.url("/")).send().await.unwrap();
+    let r = app.get_with("/", &[]).await;
     assert!(r.text().await.unwrap().contains("id=\"board\""));
 }
 
@@ -95,28 +81,14 @@ async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_e
 #[tokio::test]
 async fn static_files_are_cached_and_compressed() {
     let app = TestApp::spawn().await;
-    let dashboard = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let dashboard = app.get_with("/", &[]).await.text().await.unwrap();
     let module = dashboard
         .split('"')
         .find(|s| s.starts_with("/static/") && s.ends_with("/live.js"))
         .expect("the page loads live.js")
         .to_string();
     for path in ["/static/htmx.js", "/static/app.css", module.as_str()] {
-        let r = app
-            .client
-            .get(app.url(path))
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .unwrap();
+        let r = app.get_with(path, &[("accept-encoding", "gzip")]).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(
             r.headers()["cache-control"]
@@ -127,12 +99,7 @@ async fn static_files_are_cached_and_compressed() {
         assert_eq!(r.headers()["content-encoding"], "gzip", "{path}");
     }
     // Another build's module is still served (a tab open across a deploy), but not kept.
-    let r = app
-        .client
-        .get(app.url("/static/0ld0ld00/live.js"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/static/0ld0ld00/live.js", &[]).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["cache-control"], "no-cache");
     assert!(
@@ -141,11 +108,6 @@ async fn static_files_are_cached_and_compressed() {
             .unwrap()
             .starts_with("text/javascript")
     );
-    let r = app
-        .client
-        .get(app.url("/static/0ld0ld00/nope.js"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/static/0ld0ld00/nope.js", &[]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -152,12 +152,7 @@ async fn a_reconnect_with_last_event_id_gets_the_current_fragments_at_once() {
 #[tokio::test]
 async fn unknown_choices_have_no_stream() {
     let app = TestApp::spawn().await;
-    let r = app
-        .client
-        .get(app.url("/choice/nope/events"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/choice/nope/events", &[]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 

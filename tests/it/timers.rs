@@ -54,14 +54,15 @@ async fn two_named_viewers_see_each_other_live_and_in_the_json() {
     assert_eq!(c["watchers"], json!([{"name": "Ana"}, {"name": "Bo <b>"}]));
     // Renaming shows at once to everyone watching.
     let r = app
-        .client
-        .post(app.url("/name"))
-        .header("cookie", &ana)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("name=Ana%20M&back=/choice/{id}"))
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            "/name",
+            &[
+                ("cookie", &ana),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            format!("name=Ana%20M&back=/choice/{id}"),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(
         r.headers()["set-cookie"]
@@ -205,6 +206,7 @@ async fn a_viewer_whose_stream_blips_is_not_shown_leaving() {
 
 #[tokio::test]
 async fn twenty_viewers_on_each_of_a_hundred_timers_all_tick() {
+    let _turn = crate::helpers::heavy_and_timed().await;
     // 2,000 streams from one address: more than one client may open by default.
     let app = TestApp::spawn_with(|c| c.limits = Limits::unlimited()).await;
     let mut ids = Vec::new();

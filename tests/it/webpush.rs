@@ -319,13 +319,12 @@ async fn a_malformed_subscription_is_refused_by_name_and_nothing_is_stored() {
         "{error}"
     );
     let r = app
-        .client
-        .post(app.url("/api/push/subscriptions"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            "/api/push/subscriptions",
+            &[("content-type", "application/json")],
+            "{not json",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let (_, list) = app.get_json("/api/push/subscriptions").await;
     assert_eq!(list["devices"], json!([]), "nothing was stored");

@@ -287,6 +287,7 @@ async fn oversized_messages_are_refused_and_floods_are_rate_limited() {
 
 #[tokio::test]
 async fn a_thousand_sockets_on_one_choice_all_receive_a_change_within_a_second() {
+    let _turn = crate::helpers::heavy_and_timed().await;
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(120.0).await);
     let path = format!("/ws/{id}");

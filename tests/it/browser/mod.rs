@@ -11,8 +11,6 @@ use std::path::PathBuf;
 
 pub use cdp::{Browser, Page};
 
-/// One browser test at a time: each starts its own Chromium, and two cores are few.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn required(what: &str) -> bool {
     std::env::var("CHOICEBOARD_REQUIRE").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
@@ -31,7 +29,8 @@ where
         eprintln!("skipped: Chromium not found");
         return;
     };
-    let _turn = ONE_AT_A_TIME.lock().await;
+    // One browser test at a time: each starts its own Chromium, and two cores are few.
+    let _turn = crate::helpers::heavy_and_timed().await;
     test(Browser::launch(&path).await).await;
 }
 
