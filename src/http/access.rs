@@ -257,6 +257,7 @@ pub async fn logout() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn a_token_matches_only_itself() {
