@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 
 use crate::choice::{CreateRequest, Mode, OnTimeout, OptionRequest, Status};
-use crate::client::{self, Client, RemoteChoice, ServerArgs};
+use crate::client::{self, Client, RemoteChoice};
+use crate::clock::countdown_secs;
 pub use crate::clock::parse_duration;
+use crate::local::ServerArgs;
 
 /// Exit statuses: what a script branches on.
 pub const EXIT_SUBMITTED: i32 = 0;
@@ -329,7 +331,7 @@ impl Countdown {
         if !self.live {
             return;
         }
-        let left = clock(choice.remaining_seconds);
+        let left = countdown_secs(choice.remaining_seconds);
         let line = match choice.status {
             Status::Paused => format!("⏸ paused, {left} left · {}", short(&choice.title)),
             _ => format!("⏳ {left} left · {}", short(&choice.title)),
@@ -346,21 +348,6 @@ impl Countdown {
             let _ = std::io::stderr().flush();
             self.shown = false;
         }
-    }
-}
-
-/// `1:05:03`, `4:32`, `0:07`: whole seconds, rounded up so 0:00 means the end.
-pub fn clock(seconds: f64) -> String {
-    let total = if seconds.is_finite() && seconds > 0.0 {
-        seconds.ceil() as u64
-    } else {
-        0
-    };
-    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
     }
 }
 
@@ -469,11 +456,11 @@ mod tests {
 
     #[test]
     fn the_clock_rounds_up_and_grows_hours() {
-        assert_eq!(clock(0.0), "0:00");
-        assert_eq!(clock(6.2), "0:07");
-        assert_eq!(clock(272.0), "4:32");
-        assert_eq!(clock(3903.0), "1:05:03");
-        assert_eq!(clock(-3.0), "0:00");
-        assert_eq!(clock(f64::NAN), "0:00");
+        assert_eq!(countdown_secs(0.0), "0:00");
+        assert_eq!(countdown_secs(6.2), "0:07");
+        assert_eq!(countdown_secs(272.0), "4:32");
+        assert_eq!(countdown_secs(3903.0), "1:05:03");
+        assert_eq!(countdown_secs(-3.0), "0:00");
+        assert_eq!(countdown_secs(f64::NAN), "0:00");
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::http::limits::Limits;
+use crate::local::ServerArgs;
 use crate::server::{self, Config};
 
 #[derive(Parser, Debug)]
@@ -30,9 +31,24 @@ enum Cmd {
     /// Ask a person and wait: exit 0 submitted, 2 cancelled, 3 timed out, 1 error, 130 Ctrl-C.
     Ask(crate::ask::AskArgs),
     /// A Model Context Protocol server on stdio with the tools provide_choice and poll_selection.
-    Mcp(crate::mcp::McpArgs),
+    Mcp(McpArgs),
     /// Post a program's activity note; the dashboard shows it live.
     Note(NoteArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// How long one tool call waits before answering `pending` (the choice keeps its deadline).
+    #[arg(
+        long,
+        env = "CHOICEBOARD_MAX_WAIT",
+        default_value = "50s",
+        value_parser = crate::clock::parse_duration,
+        value_name = "DURATION"
+    )]
+    pub max_wait: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -57,6 +73,17 @@ pub struct NoteArgs {
     /// Sent as `Authorization: Bearer TOKEN`.
     #[arg(long, env = "CHOICEBOARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// `choiceboard mcp`: the tools on stdin/stdout until the client closes the session, asking
+/// the server (or one served in-process when nothing answers there).
+async fn mcp(args: McpArgs) -> anyhow::Result<i32> {
+    let (client, local) = args.server.connect().await?;
+    let served = crate::mcp::serve_stdio(client, Duration::from_secs_f64(args.max_wait)).await;
+    if let Some(local) = local {
+        local.stop().await;
+    }
+    served.map(|()| 0)
 }
 
 /// `choiceboard note`: one POST; exit 0 when stored, 1 otherwise (with the reason).
@@ -229,7 +256,7 @@ pub fn main() -> i32 {
         match cli.command {
             Some(Cmd::Serve(args)) => serve(args).await,
             Some(Cmd::Ask(args)) => crate::ask::run(args).await,
-            Some(Cmd::Mcp(args)) => crate::mcp::run(args).await,
+            Some(Cmd::Mcp(args)) => mcp(args).await,
             Some(Cmd::Note(args)) => note(args).await,
             None => serve(cli.serve).await,
         }

@@ -1,5 +1,6 @@
-//! Wall-clock time as Unix milliseconds, its RFC 3339 form, and durations as people write them. The pure core never reads the
-//! clock; the engine and the HTTP layer read it here and pass `now` down.
+//! Wall-clock time as Unix milliseconds, its RFC 3339 form, countdowns and durations as people
+//! read and write them. The pure core never reads the clock; the engine and the HTTP layer read
+//! it here and pass `now` down.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,28 @@ pub fn rfc3339(ms: Millis) -> String {
 /// Start of the UTC day containing `ms`.
 pub fn start_of_day(ms: Millis) -> Millis {
     ms - ms.rem_euclid(86_400_000)
+}
+
+/// `4:07`, `1:02:03`, `2d 3:04:05`: whole seconds rounded up, so 0:00 means the time is up.
+pub fn countdown(ms: Millis) -> String {
+    let total = (ms.max(0) + 999) / 1000;
+    let (days, h, m, s) = (
+        total / 86_400,
+        total % 86_400 / 3600,
+        total % 3600 / 60,
+        total % 60,
+    );
+    match (days, h) {
+        (0, 0) => format!("{m}:{s:02}"),
+        (0, _) => format!("{h}:{m:02}:{s:02}"),
+        _ => format!("{days}d {h}:{m:02}:{s:02}"),
+    }
+}
+
+/// The same for seconds left, as the API gives them (NaN and below zero are `0:00`).
+pub fn countdown_secs(seconds: f64) -> String {
+    // A float-to-int cast saturates, and NaN becomes 0.
+    countdown((seconds * 1000.0) as Millis)
 }
 
 /// A duration as people write it: `90` (seconds), `90s`, `5m`, `1h30m`, `1.5h`, `30d`.
@@ -79,6 +102,16 @@ mod tests {
         assert_eq!(rfc3339(1_795_514_700_123), "2026-11-24T10:05:00.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn countdowns_round_up_and_grow_hours_then_days() {
+        assert_eq!(countdown(0), "0:00");
+        assert_eq!(countdown(6_200), "0:07");
+        assert_eq!(countdown(272_000), "4:32");
+        assert_eq!(countdown(3_903_000), "1:05:03");
+        assert_eq!(countdown(2 * 86_400_000 + 3_903_000), "2d 1:05:03");
+        assert_eq!(countdown(-3_000), "0:00");
         assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

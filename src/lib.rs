@@ -26,7 +26,8 @@
 //! - [`metrics`] — the counters and histograms behind `/metrics` (prometheus-client).
 //! - [`server`] — wires store, engine and routes together and serves.
 //! - [`cli`] — the command line.
-//! - [`client`] — the JSON API as a client speaks it; serves in-process when nothing answers.
+//! - [`client`] — the JSON API as a client speaks it.
+//! - [`local`] — for `ask` and `mcp`: serve in-process when nothing answers at the address.
 //! - [`ask`] — `choiceboard ask`: ask from a shell script, print the answer, exit by outcome.
 //! - [`mcp`] — the MCP tools `provide_choice` and `poll_selection`, on stdio
 //!   (`choiceboard mcp`) and over HTTP at `/mcp`.
@@ -44,6 +45,7 @@ pub mod http;
 pub mod hub;
 pub mod json;
 pub mod live;
+pub mod local;
 pub mod mcp;
 pub mod metrics;
 pub mod note;

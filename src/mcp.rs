@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientResult,
@@ -28,15 +27,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::ask::{clock, parse_duration};
+use crate::clock::countdown_secs;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use crate::choice::{Actor, Answer, Command, NewChoice, OnTimeout, OptionRequest, Status, Via};
 use crate::choice::{Choice, CreateRequest, MAX_SOURCE, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Mode};
-use crate::client::{self, Client, RemoteChoice, ServerArgs};
+use crate::client::{self, Client, RemoteChoice};
 use crate::engine::{Engine, EngineError};
-use crate::http::AppError;
+use crate::http::error::AppError;
 
 /// The key of the one input request a call sends: the choice's question.
 const ANSWER: &str = "answer";
@@ -44,44 +43,22 @@ const ANSWER: &str = "answer";
 /// How often a waiting call tells the client how much time is left.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-#[derive(Args, Debug, Clone)]
-pub struct McpArgs {
-    #[command(flatten)]
-    pub server: ServerArgs,
-    /// How long one tool call waits before answering `pending` (the choice keeps its deadline).
-    #[arg(
-        long,
-        env = "CHOICEBOARD_MAX_WAIT",
-        default_value = "50s",
-        value_parser = parse_duration,
-        value_name = "DURATION"
-    )]
-    pub max_wait: f64,
-}
-
 /// How long one call on `/mcp` waits before answering `pending`: what `choiceboard mcp`
 /// defaults to, under the minute after which agent clients often give up on a call.
 pub const MAX_WAIT: Duration = Duration::from_secs(50);
 
-/// Runs the MCP server on stdin/stdout until the client closes it; returns the exit status.
-pub async fn run(args: McpArgs) -> anyhow::Result<i32> {
-    let (client, local) = args.server.connect().await?;
-    let tools = ChoiceTools::new(
-        Choices::Remote(client),
-        Duration::from_secs_f64(args.max_wait),
-    );
-    let served = match tools.serve(rmcp::transport::stdio()).await {
+/// Serves the tools on stdin/stdout, asking through `client`, until the MCP client closes the
+/// session.
+pub async fn serve_stdio(client: Client, max_wait: Duration) -> anyhow::Result<()> {
+    let tools = ChoiceTools::new(Choices::Remote(client), max_wait);
+    match tools.serve(rmcp::transport::stdio()).await {
         Ok(service) => service
             .waiting()
             .await
             .map(|_| ())
             .map_err(|e| anyhow::anyhow!("the MCP session failed: {e}")),
         Err(e) => Err(anyhow::anyhow!("the MCP client did not initialize: {e}")),
-    };
-    if let Some(local) = local {
-        local.stop().await;
     }
-    served.map(|()| 0)
 }
 
 /// `provide_choice` arguments: the contract agents already use, plus a deadline.
@@ -578,8 +555,10 @@ impl ChoiceTools {
             if let Some(token) = &progress {
                 let elapsed = (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
                 let when = match choice.status {
-                    Status::Paused => format!("paused with {}", clock(choice.remaining_seconds)),
-                    _ => clock(choice.remaining_seconds),
+                    Status::Paused => {
+                        format!("paused with {}", countdown_secs(choice.remaining_seconds))
+                    }
+                    _ => countdown_secs(choice.remaining_seconds),
                 };
                 let note = ProgressNotificationParam::new(token.clone(), elapsed)
                     .with_total(elapsed + choice.remaining_seconds.max(0.0))
@@ -674,8 +653,8 @@ fn task_of(choice: &RemoteChoice, asked: Option<TimeoutAction>) -> DetailedTask 
         .with_poll_interval_ms(PROGRESS_EVERY.as_millis() as u64);
     if !choice.status.is_final() {
         let left = match choice.status {
-            Status::Paused => format!("paused with {}", clock(choice.remaining_seconds)),
-            _ => clock(choice.remaining_seconds),
+            Status::Paused => format!("paused with {}", countdown_secs(choice.remaining_seconds)),
+            _ => countdown_secs(choice.remaining_seconds),
         };
         let task = task.with_status_message(format!(
             "waiting for a person at {}: {left} left",

@@ -10,8 +10,6 @@ pub mod markdown;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::clock::Millis;
-
 /// Static files, embedded in the binary. htmx and its SSE extension are one classic script;
 /// ours are ES modules (static/js), served under the build's version so that they import each
 /// other by relative URL and may still be cached for good.
@@ -129,21 +127,7 @@ pub fn badge() -> Markup {
     }
 }
 
-/// `4:07`, `1:02:03`, `2d 3:04:05`: whole seconds rounded up, so 0:00 means the time is up.
-pub fn clock(ms: Millis) -> String {
-    let total = (ms.max(0) + 999) / 1000;
-    let (days, h, m, s) = (
-        total / 86_400,
-        total % 86_400 / 3600,
-        total % 3600 / 60,
-        total % 60,
-    );
-    match (days, h) {
-        (0, 0) => format!("{m}:{s:02}"),
-        (0, _) => format!("{h}:{m:02}:{s:02}"),
-        _ => format!("{days}d {h}:{m:02}:{s:02}"),
-    }
-}
+pub use crate::clock::countdown as clock;
 
 /// A readable error, as a whole page (plain form posts) or as a fragment for `#errors` (HTMX).
 pub fn error_fragment(code: &str, message: &str, field: Option<&str>) -> Markup {

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 pub use cdp::{Browser, Page};
 
-
 pub fn required(what: &str) -> bool {
     std::env::var("CHOICEBOARD_REQUIRE").is_ok_and(|v| v.split(',').any(|w| w.trim() == what))
 }
