@@ -280,13 +280,7 @@ async fn the_dashboard_asks_for_the_token_once_then_a_cookie_keeps_it() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Signing out clears it.
-    let r = app
-        .client
-        .post(app.url("/logout"))
-        .header("cookie", &pair)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_with("/logout", &[("cookie", &pair)], "").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(set_cookie(&r).unwrap().contains("Max-Age=0"));
 }
@@ -505,23 +499,24 @@ async fn a_foreign_origin_is_refused_on_forms_htmx_json_and_websockets_and_chang
     // no-referrer policy makes the browser send `Origin: null`.
     let own = format!("http://{}", app.addr);
     let r = app
-        .client
-        .post(app.url(&format!("/choice/{id}/pause")))
-        .header("origin", &own)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &format!("/choice/{id}/pause"),
+            &[("origin", &own), ("accept", "application/json")],
+            "",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
-        .client
-        .post(app.url(&format!("/choice/{id}/resume")))
-        .header("origin", "null")
-        .header("sec-fetch-site", "same-origin")
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &format!("/choice/{id}/resume"),
+            &[
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin"),
+                ("accept", "application/json"),
+            ],
+            "",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = form("null")
         .header("sec-fetch-site", "same-origin")

@@ -56,13 +56,15 @@ async fn browser_commands_and_creates_past_the_rate_limit_get_429_with_retry_aft
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let r = app
-        .client
-        .post(app.url(&format!("/choice/{id}/pause")))
-        .header("accept", "text/html")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &format!("/choice/{id}/pause"),
+            &[
+                ("accept", "text/html"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     assert!(

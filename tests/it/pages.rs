@@ -52,12 +52,12 @@ async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_e
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(60.0).await);
     let r = app
-        .client
-        .post(app.url(&format!("/choice/{id}/pause")))
-        .header("hx-request", "true")
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &format!("/choice/{id}/pause"),
+            &[("hx-request", "true")],
+            "",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let body = r.text().await.unwrap();
     assert!(
@@ -67,12 +67,12 @@ async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_e
         "{body}"
     );
     let r = app
-        .client
-        .post(app.url(&format!("/choice/{id}/pause")))
-        .header("hx-request", "true")
-        .send()
-        .await
-        .unwrap();
+        .post_with(
+            &format!("/choice/{id}/pause"),
+            &[("hx-request", "true")],
+            "",
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.headers()["hx-retarget"], "#errors");
     assert!(r.text().await.unwrap().contains("already paused"));
