@@ -162,12 +162,7 @@ async fn notes_are_in_the_log_between_choice_events_in_seq_order() {
         &json!({"source": "agents", "message": "batch done"}),
     )
     .await;
-    let kinds: Vec<String> = app
-        .all_events(0)
-        .await
-        .iter()
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect();
+    let kinds = app.event_types().await;
     assert_eq!(kinds, ["created", "note", "cancelled", "note"]);
     let (_, listed) = app.get_json("/api/notes?source=nightly").await;
     assert_eq!(listed["notes"].as_array().unwrap().len(), 1);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, code, field, id_of};
+use crate::helpers::{TestApp, code, field, id_of, submit_all_at_once};
 
 #[tokio::test]
 async fn submit_over_json_records_the_answer_and_notes() {
@@ -229,26 +229,9 @@ async fn bad_submissions_are_422_naming_the_field_and_change_nothing() {
 async fn of_fifty_concurrent_submits_exactly_one_wins() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(60.0).await);
-    let mut tasks = Vec::new();
-    for i in 0..50 {
-        let client = app.client.clone();
-        let url = app.url(&format!("/choice/{id}/submit"));
-        let pick = if i % 2 == 0 { "yes" } else { "no" };
-        tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .json(&json!({"selection": [pick]}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            (status, r.json::<serde_json::Value>().await.unwrap())
-        }));
-    }
     let mut ok = 0;
     let mut already_final = 0;
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
+    for (status, body) in submit_all_at_once(&[&app], &id, 50).await {
         match status {
             StatusCode::OK => ok += 1,
             StatusCode::CONFLICT if code(&body) == "already_final" => already_final += 1,

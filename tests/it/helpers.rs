@@ -249,6 +249,44 @@ impl TestApp {
             events.extend(batch);
         }
     }
+
+    /// The `type` of every event in the log, oldest first.
+    pub async fn event_types(&self) -> Vec<String> {
+        self.all_events(0)
+            .await
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+}
+
+/// `n` submits of one choice sent at once, spread over `nodes` in turn, picking `yes` and
+/// `no` on each node; every answer, in no particular order.
+pub async fn submit_all_at_once(
+    nodes: &[&TestApp],
+    id: &str,
+    n: usize,
+) -> Vec<(StatusCode, Value)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let node = nodes[i % nodes.len()];
+            let request = node
+                .client
+                .post(node.url(&format!("/choice/{id}/submit")))
+                .json(
+                    &json!({"selection": [if (i / nodes.len()) % 2 == 0 { "yes" } else { "no" }]}),
+                );
+            tokio::spawn(async move {
+                let r = request.send().await.expect("request");
+                (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("the request task"));
+    }
+    answers
 }
 
 /// The body of `GET url` as text.

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ServerProcess, SseClient, TestApp, code, id_of, now_ms, rfc3339_ms};
+use crate::helpers::{
+    ServerProcess, SseClient, TestApp, code, id_of, now_ms, rfc3339_ms, submit_all_at_once,
+};
 use crate::pg;
 
 /// Two in-process nodes on one fresh database, or `None` when PostgreSQL is missing.
@@ -210,27 +212,9 @@ async fn of_fifty_concurrent_submits_spread_over_two_nodes_exactly_one_wins() {
         return;
     };
     let id = id_of(&a.create_yes_no(60.0).await);
-    let mut tasks = Vec::new();
-    for i in 0..50 {
-        let node = if i % 2 == 0 { &a } else { &b };
-        let client = node.client.clone();
-        let url = node.url(&format!("/choice/{id}/submit"));
-        let pick = if i % 4 < 2 { "yes" } else { "no" };
-        tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .json(&json!({"selection": [pick]}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            (status, r.json::<Value>().await.unwrap())
-        }));
-    }
     let mut ok = Vec::new();
     let mut already_final = 0;
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
+    for (status, body) in submit_all_at_once(&[&a, &b], &id, 50).await {
         match status {
             StatusCode::OK => ok.push(body),
             StatusCode::CONFLICT if code(&body) == "already_final" => already_final += 1,

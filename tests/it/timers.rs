@@ -136,12 +136,7 @@ async fn a_rung_timer_reset_starts_round_two() {
     sse.until("status", "data-round=\"2\"", Duration::from_secs(1))
         .await
         .expect("round 2 on the same stream");
-    let kinds: Vec<String> = app
-        .all_events(0)
-        .await
-        .iter()
-        .map(|e| e["type"].as_str().unwrap().to_string())
-        .collect();
+    let kinds = app.event_types().await;
     assert_eq!(kinds, ["created", "timed_out", "reset"]);
     let single = id_of(&app.create_yes_no(1.0).await);
     app.get_json(&format!("/api/choices/{single}/wait?timeout=3"))
