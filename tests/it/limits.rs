@@ -295,5 +295,12 @@ async fn a_thousand_half_sent_requests_do_not_stop_the_server_and_are_timed_out(
         still_open, 0,
         "{still_open} connections were never timed out"
     );
-    assert_eq!(app.get_json("/healthz").await.0, StatusCode::OK);
+    // On a new connection: the client's pooled one has been idle past the 1 s keep-alive, and
+    // the server may be closing it just as the client reuses it (IncompleteMessage).
+    let r = reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("the server still answers");
+    assert_eq!(r.status(), StatusCode::OK);
 }
