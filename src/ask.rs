@@ -453,14 +453,4 @@ mod tests {
         let o = parse_option("no");
         assert_eq!((o.id.as_str(), o.label), ("no", None));
     }
-
-    #[test]
-    fn the_clock_rounds_up_and_grows_hours() {
-        assert_eq!(countdown_secs(0.0), "0:00");
-        assert_eq!(countdown_secs(6.2), "0:07");
-        assert_eq!(countdown_secs(272.0), "4:32");
-        assert_eq!(countdown_secs(3903.0), "1:05:03");
-        assert_eq!(countdown_secs(-3.0), "0:00");
-        assert_eq!(countdown_secs(f64::NAN), "0:00");
-    }
 }

@@ -102,6 +102,7 @@ mod tests {
         assert_eq!(rfc3339(1_795_514_700_123), "2026-11-24T10:05:00.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]
@@ -112,6 +113,15 @@ mod tests {
         assert_eq!(countdown(3_903_000), "1:05:03");
         assert_eq!(countdown(2 * 86_400_000 + 3_903_000), "2d 1:05:03");
         assert_eq!(countdown(-3_000), "0:00");
-        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn the_clock_rounds_up_and_grows_hours() {
+        assert_eq!(countdown_secs(0.0), "0:00");
+        assert_eq!(countdown_secs(6.2), "0:07");
+        assert_eq!(countdown_secs(272.0), "4:32");
+        assert_eq!(countdown_secs(3903.0), "1:05:03");
+        assert_eq!(countdown_secs(-3.0), "0:00");
+        assert_eq!(countdown_secs(f64::NAN), "0:00");
     }
 }
