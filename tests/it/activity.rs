@@ -231,13 +231,16 @@ async fn the_dashboard_stream_carries_a_new_note_within_a_second() {
 #[tokio::test]
 async fn a_source_whose_heartbeats_stop_is_marked_stale() {
     let app = TestApp::spawn().await;
+    // Heartbeats 500 ms apart: stale once silent for 3 intervals (1.5 s), which leaves the
+    // "not stale yet" read below room on a busy machine (at 200 ms apart, one slow POST in CI
+    // used up the whole 0.6 s).
     for _ in 0..3 {
         app.post_json(
             "/api/notes",
             &json!({"source": "loop", "kind": "heartbeat", "message": "alive"}),
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     app.post_json(
         "/api/notes",
