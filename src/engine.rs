@@ -1,10 +1,11 @@
 //! The engine: the only path that changes a choice. Transition, store, update the live state,
 //! publish. It owns the [live state](crate::live), from which every read is served.
 //!
-//! Every create and command becomes a job for one writer task, which takes all the jobs waiting
-//! at that moment, applies them in one transaction, commits once (group commit: one fsync for
-//! many commands) and only then answers each job and publishes its change. Races between
-//! nodes are settled by the store's version check; within a node the writer serialises them.
+//! Every create and command becomes a job for one writer (on a thread of its own), which takes
+//! all the jobs waiting at that moment, applies them in one transaction, commits once (group
+//! commit: one fsync for many commands) and only then answers each job and publishes its change.
+//! Races between nodes are settled by the store's version check; within a node the writer
+//! serialises them.
 //!
 //! On a shared database (PostgreSQL, several nodes) the writer also *follows* the log other
 //! nodes write: see [`follow`].
@@ -13,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::choice::{Actor, Choice, Command, EventKind, NewChoice, Rejection, Via};
@@ -174,7 +176,7 @@ impl Engine {
             None
         };
         let max_batch = max_batch.clamp(1, MAX_BATCH);
-        tokio::spawn(write_loop(Arc::downgrade(&inner), rx, follow, max_batch));
+        spawn_writer(write_loop(Arc::downgrade(&inner), rx, follow, max_batch))?;
         tokio::spawn(scheduler.run(Arc::downgrade(&inner)));
         if shared {
             let mut state = inner.listen.clone();
@@ -377,6 +379,23 @@ impl Expire for Inner {
             }
         });
     }
+}
+
+/// The writer gets a thread and a runtime of its own. A commit is several round trips to the
+/// database (on SQLite, to sqlx's worker thread), and after each one the writer is woken. On
+/// the shared runtime that wake-up waits in the queue behind every request task, so under load
+/// each round trip took several times its own length, and every command waits for the commit
+/// before it. Here a wake-up runs the writer at once; requests keep the shared runtime.
+fn spawn_writer(writer: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the writer's runtime")?;
+    std::thread::Builder::new()
+        .name("choiceboard-writer".into())
+        .spawn(move || runtime.block_on(writer))
+        .context("cannot start the writer's thread")?;
+    Ok(())
 }
 
 async fn write_loop(

@@ -189,6 +189,9 @@ impl Store {
             // Reads are served from memory; what waits here is the writer, cold reads and the
             // dashboard. Waiting long only turns overload into timeouts: answer 503 sooner.
             .acquire_timeout(Duration::from_secs(3))
+            // A pinged connection costs the writer one more round trip per commit. A SQLite
+            // connection is a file handle, which cannot go stale the way a socket can.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
