@@ -22,7 +22,7 @@ use crate::clock::now_ms;
 use crate::live::{Entry, Live, Waiting};
 use crate::note::Note;
 use crate::scheduler::{Expire, Scheduler};
-use crate::store::{LogEvent, NewEvent, Store};
+use crate::store::{LogEvent, NewEvent, Store, Writer};
 
 mod follow;
 use follow::{Follow, follow_log, listen_loop};
@@ -176,7 +176,14 @@ impl Engine {
             None
         };
         let max_batch = max_batch.clamp(1, MAX_BATCH);
-        spawn_writer(write_loop(Arc::downgrade(&inner), rx, follow, max_batch))?;
+        let writer = write_loop(
+            Arc::downgrade(&inner),
+            inner.store.writer(),
+            rx,
+            follow,
+            max_batch,
+        );
+        spawn_writer(writer)?;
         tokio::spawn(scheduler.run(Arc::downgrade(&inner)));
         if shared {
             let mut state = inner.listen.clone();
@@ -400,6 +407,7 @@ fn spawn_writer(writer: impl Future<Output = ()> + Send + 'static) -> anyhow::Re
 
 async fn write_loop(
     inner: Weak<Inner>,
+    mut writer: Writer,
     mut jobs: mpsc::Receiver<Job>,
     mut follow: Option<Follow>,
     max_batch: usize,
@@ -426,7 +434,7 @@ async fn write_loop(
         };
         let Some(inner) = inner.upgrade() else { return };
         if !batch.is_empty() {
-            write_jobs(&inner, &mut batch, follow.as_mut()).await;
+            write_jobs(&inner, &mut writer, &mut batch, follow.as_mut()).await;
         }
         if let (true, Some(f)) = (follow_due, follow.as_mut()) {
             if let Err(e) = follow_log(&inner, f).await {
@@ -441,9 +449,14 @@ async fn write_loop(
     }
 }
 
-async fn write_jobs(inner: &Inner, batch: &mut Vec<Job>, mut follow: Option<&mut Follow>) {
+async fn write_jobs(
+    inner: &Inner,
+    writer: &mut Writer,
+    batch: &mut Vec<Job>,
+    mut follow: Option<&mut Follow>,
+) {
     let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
-    match write_batch(&inner.store, &inner.live, &ops).await {
+    match write_batch(writer, &inner.live, &ops).await {
         Ok(results) => {
             for (job, result) in batch.drain(..).zip(results) {
                 let answer = result.inspect(|change| {
@@ -457,6 +470,7 @@ async fn write_jobs(inner: &Inner, batch: &mut Vec<Job>, mut follow: Option<&mut
         }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), jobs = batch.len(), "a write batch failed; nothing in it was stored");
+            writer.reset();
             for job in batch.drain(..) {
                 let _ = job
                     .reply
@@ -502,7 +516,7 @@ impl Applying {
 /// touched in the order of their choice ids, so two nodes' batches lock shared rows in the
 /// same order and never deadlock each other on PostgreSQL.
 async fn write_batch(
-    store: &Store,
+    writer: &mut Writer,
     live: &Live,
     ops: &[&Op],
 ) -> anyhow::Result<Vec<Result<Arc<Change>, EngineError>>> {
@@ -512,7 +526,7 @@ async fn write_batch(
         Op::Command { id, .. } => id.as_str(),
         Op::Note(_) => "",
     });
-    let mut tx = store.begin().await?;
+    let mut tx = writer.begin().await?;
     let now = now_ms();
     let mut applied: Vec<Option<Applied>> = (0..ops.len()).map(|_| None).collect();
     let mut creates = Vec::new();

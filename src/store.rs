@@ -4,7 +4,8 @@
 //!
 //! Two tables hold the choices: `choices` (current state, with a `version`) and `events`
 //! (append-only, global `seq`). Writes happen in a [`Batch`]: one transaction holding any
-//! number of commands, which the engine's writer commits once for all of them (group commit).
+//! number of commands, which the engine's writer commits once for all of them (group commit),
+//! always on the same connection (its [`Writer`]).
 //! Beside them, `push_subscriptions` (the Web Push devices) and `server_secrets` (the VAPID key).
 //!
 //! On PostgreSQL several nodes may share the database: every commit sends one
@@ -17,8 +18,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Connection, Executor, Row, Transaction};
 
 use crate::choice::Choice;
 use crate::clock::Millis;
@@ -189,8 +191,8 @@ impl Store {
             // Reads are served from memory; what waits here is the writer, cold reads and the
             // dashboard. Waiting long only turns overload into timeouts: answer 503 sooner.
             .acquire_timeout(Duration::from_secs(3))
-            // A pinged connection costs the writer one more round trip per commit. A SQLite
-            // connection is a file handle, which cannot go stale the way a socket can.
+            // A ping is one more round trip to the connection's thread for every acquire. A
+            // SQLite connection is a file handle, which cannot go stale the way a socket can.
             .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -254,13 +256,13 @@ impl Store {
         Ok(Listener { pg })
     }
 
-    pub async fn begin(&self) -> anyhow::Result<Batch> {
-        let tx = self.pool.begin().await.context("begin")?;
-        Ok(Batch {
-            tx,
+    /// The connection the writer keeps for its batches.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            pool: self.pool.clone(),
             backend: self.backend,
-            seq_locked: false,
-        })
+            conn: None,
+        }
     }
 
     pub async fn get(&self, id: &str) -> anyhow::Result<Option<Choice>> {
@@ -445,14 +447,45 @@ impl Store {
     }
 }
 
+/// The writer's connection, the same for every batch. SQLite keeps a page cache per
+/// connection and empties it whenever another connection has written since; a writer taking
+/// the next connection of the pool for each batch would read its pages from the file again
+/// every time.
+pub struct Writer {
+    pool: AnyPool,
+    backend: Backend,
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl Writer {
+    pub async fn begin(&mut self) -> anyhow::Result<Batch<'_>> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await.context("begin")?,
+        };
+        let conn = self.conn.insert(conn);
+        Ok(Batch {
+            tx: conn.begin().await.context("begin")?,
+            backend: self.backend,
+            seq_locked: false,
+        })
+    }
+
+    /// After a failed batch: the next one takes a connection from the pool, whose checks
+    /// leave a broken one out.
+    pub fn reset(&mut self) {
+        self.conn = None;
+    }
+}
+
 /// One write transaction: any number of commands, committed once.
-pub struct Batch {
-    tx: Transaction<'static, Any>,
+pub struct Batch<'c> {
+    tx: Transaction<'c, Any>,
     backend: Backend,
     seq_locked: bool,
 }
 
-impl Batch {
+impl Batch<'_> {
     /// Whether other nodes write to this database too.
     pub fn is_shared(&self) -> bool {
         self.backend == Backend::Postgres
