@@ -176,14 +176,14 @@ impl Engine {
             None
         };
         let max_batch = max_batch.clamp(1, MAX_BATCH);
-        let writer = write_loop(
+        let connection = inner.store.writer();
+        spawn_writer(write_loop(
             Arc::downgrade(&inner),
-            inner.store.writer(),
+            connection,
             rx,
             follow,
             max_batch,
-        );
-        spawn_writer(writer)?;
+        ))?;
         tokio::spawn(scheduler.run(Arc::downgrade(&inner)));
         if shared {
             let mut state = inner.listen.clone();
