@@ -47,14 +47,26 @@ document.addEventListener("htmx:sse:close", (e) => {
 });
 // A tab brought back to the front reconnects at once. The server's `retry:` (spread out, so a
 // wave of reconnects after a restart does not arrive all at once) is for lost streams.
-let resumed = false;
-document.addEventListener("visibilitychange", () => { if (!document.hidden) resumed = true; });
+// htmx resumes a paused stream from a visibilitychange listener of its own, which may run
+// before this one or after it; so the delay it then waits is cut short on a timer, once both
+// have run, and also when the resumption comes a moment later.
+const waiting = new Set();
+let shownAt = -Infinity;
+const cutShort = (connection) => { if (connection.delayCanceller) connection.delayCanceller(); };
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) return;
+  shownAt = performance.now();
+  setTimeout(() => waiting.forEach(cutShort), 0);
+});
 document.addEventListener("htmx:sse:before:connection", (e) => {
   const connection = e.detail && e.detail.connection;
-  if (!resumed || !connection) return;
-  resumed = false;
-  setTimeout(() => { if (connection.delayCanceller) connection.delayCanceller(); }, 0);
+  if (!connection) return;
+  waiting.add(connection);
+  if (performance.now() - shownAt < 1000) setTimeout(() => cutShort(connection), 0);
 });
+for (const done of ["htmx:sse:after:connection", "htmx:sse:close"]) {
+  document.addEventListener(done, (e) => waiting.delete(e.detail && e.detail.connection));
+}
 window.addEventListener("offline", () => setConn("offline"));
 window.addEventListener("online", () => setConn("reconnecting"));
 
