@@ -393,6 +393,10 @@ impl Expire for Inner {
 /// the shared runtime that wake-up waits in the queue behind every request task, so under load
 /// each round trip took several times its own length, and every command waits for the commit
 /// before it. Here a wake-up runs the writer at once; requests keep the shared runtime.
+///
+/// For the same reason the thread asks the kernel for a higher priority, where it may: with
+/// every core busy serving requests, each wake-up otherwise waits for a time slice too.
+/// Everything waits for the writer, and it needs little CPU.
 fn spawn_writer(writer: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -400,10 +404,26 @@ fn spawn_writer(writer: impl Future<Output = ()> + Send + 'static) -> anyhow::Re
         .context("cannot start the writer's runtime")?;
     std::thread::Builder::new()
         .name("choiceboard-writer".into())
-        .spawn(move || runtime.block_on(writer))
+        .spawn(move || {
+            raise_priority();
+            runtime.block_on(writer)
+        })
         .context("cannot start the writer's thread")?;
     Ok(())
 }
+
+/// Raises the calling thread's priority (on Linux, nice applies per thread, and threads it
+/// starts inherit it). Without the privilege to, it stays as it is.
+fn raise_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; `0` names the calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WRITER_NICE) } != 0 {
+        tracing::debug!("the writer runs at normal priority (no privilege to raise it)");
+    }
+}
+
+#[cfg(target_os = "linux")]
+const WRITER_NICE: libc::c_int = -5;
 
 async fn write_loop(
     inner: Weak<Inner>,

@@ -18,9 +18,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Any, AnyPool, AssertSqlSafe, Connection, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, Row, Transaction};
 
 use crate::choice::Choice;
 use crate::clock::Millis;
@@ -159,6 +158,8 @@ pub enum ListFilter {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// For the writer's own connection.
+    options: AnyConnectOptions,
     /// The database URL, kept on PostgreSQL to open LISTEN connections.
     listen_url: Option<std::sync::Arc<str>>,
 }
@@ -194,20 +195,8 @@ impl Store {
             // A ping is one more round trip to the connection's thread for every acquire. A
             // SQLite connection is a file handle, which cannot go stale the way a socket can.
             .test_before_acquire(backend != Backend::Sqlite)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // sqlx sets neither by default. WAL lets readers run beside the writer;
-                        // FULL makes every commit reach the disk before it is acknowledged, so
-                        // an acknowledged command survives kill -9 and power loss.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+            .after_connect(move |conn, _| Box::pin(prepare(conn, backend)))
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open the database {url:?}"))?;
         match backend {
@@ -219,6 +208,7 @@ impl Store {
         Ok(Store {
             pool,
             backend,
+            options,
             listen_url,
         })
     }
@@ -256,10 +246,10 @@ impl Store {
         Ok(Listener { pg })
     }
 
-    /// The connection the writer keeps for its batches.
+    /// The writer's connection for its batches, opened when the first one begins.
     pub fn writer(&self) -> Writer {
         Writer {
-            pool: self.pool.clone(),
+            options: self.options.clone(),
             backend: self.backend,
             conn: None,
         }
@@ -447,21 +437,28 @@ impl Store {
     }
 }
 
-/// The writer's connection, the same for every batch. SQLite keeps a page cache per
-/// connection and empties it whenever another connection has written since; a writer taking
-/// the next connection of the pool for each batch would read its pages from the file again
-/// every time.
+/// The writer's connection, the same for every batch, and none of the pool's. SQLite keeps a
+/// page cache per connection and empties it whenever another connection has written since; a
+/// writer taking the next connection of the pool for each batch would read its pages from the
+/// file again every time. It is opened on the writer's thread, so on SQLite the thread sqlx
+/// starts for it shares the writer's priority (see `engine::spawn_writer`).
 pub struct Writer {
-    pool: AnyPool,
+    options: AnyConnectOptions,
     backend: Backend,
-    conn: Option<PoolConnection<Any>>,
+    conn: Option<AnyConnection>,
 }
 
 impl Writer {
     pub async fn begin(&mut self) -> anyhow::Result<Batch<'_>> {
         let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => self.pool.acquire().await.context("begin")?,
+            None => {
+                let mut conn = AnyConnection::connect_with(&self.options)
+                    .await
+                    .context("cannot open the writer's connection")?;
+                prepare(&mut conn, self.backend).await?;
+                conn
+            }
         };
         let conn = self.conn.insert(conn);
         Ok(Batch {
@@ -471,11 +468,23 @@ impl Writer {
         })
     }
 
-    /// After a failed batch: the next one takes a connection from the pool, whose checks
-    /// leave a broken one out.
+    /// After a failed batch: the next one opens a new connection, in case this one broke.
     pub fn reset(&mut self) {
         self.conn = None;
     }
+}
+
+/// Sets up each new connection.
+async fn prepare(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        // sqlx sets neither by default. WAL lets readers run beside the writer; FULL makes
+        // every commit reach the disk before it is acknowledged, so an acknowledged command
+        // survives kill -9 and power loss.
+        conn.execute("PRAGMA journal_mode = WAL").await?;
+        conn.execute("PRAGMA synchronous = FULL").await?;
+        conn.execute("PRAGMA busy_timeout = 10000").await?;
+    }
+    Ok(())
 }
 
 /// One write transaction: any number of commands, committed once.
@@ -702,9 +711,22 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
 /// $4) …` on PostgreSQL, `… (?, ?), (?, ?) …` on SQLite (which would look every `$N` up by
 /// name). Only our constants and parameter numbers go in; every value is bound, so the
 /// statement is as safe as a literal one.
+///
+/// On SQLite the statement is `INSERT OR FAIL` / `UPDATE OR FAIL`. A statement that writes
+/// several rows in a transaction otherwise keeps a statement journal, a copy of every page it
+/// touches (spilled to a temporary file past 64 KiB), so that a failed constraint could undo
+/// that one statement alone. None is needed here: a failed statement fails its whole batch,
+/// and the batch's transaction is rolled back.
 fn multi_row(backend: Backend, head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
-    sql.push_str(head);
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6 + 8);
+    match (backend, head.split_once(' ')) {
+        (Backend::Sqlite, Some((verb, rest))) => {
+            sql.push_str(verb);
+            sql.push_str(" OR FAIL ");
+            sql.push_str(rest);
+        }
+        _ => sql.push_str(head),
+    }
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..columns {
