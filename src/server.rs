@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::http::limits::{Guards, Limits};
-use crate::http::{self, AppState, Settings, access::Token};
+use crate::http::{self, AppState, Settings, Shared, access::Token};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -92,14 +92,14 @@ pub async fn run(
         drain: DRAIN,
     };
     let guards = Arc::new(Guards::new(config.limits));
-    let state = AppState {
+    let state = AppState::new(Shared {
         engine,
         hub: hub.clone(),
         settings: Arc::new(settings),
         guards: guards.clone(),
         metrics,
         web_push,
-    };
+    });
     tracing::info!(%addr, database = %redact(&config.database), "choiceboard is serving");
     // Streams never end by themselves; end them so the graceful shutdown can finish.
     let end_streams = move || {

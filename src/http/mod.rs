@@ -51,8 +51,26 @@ pub fn changes_state(method: &axum::http::Method) -> bool {
 /// Bodies larger than this get 413 `too_large`.
 pub const BODY_LIMIT: usize = 1 << 20;
 
+/// What every handler and middleware is given. axum clones it for each layer a request passes
+/// through, so it is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub engine: Engine,
     pub hub: Hub,
     pub settings: Arc<Settings>,
