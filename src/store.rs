@@ -38,6 +38,8 @@ const UPDATE_CHOICES_HEAD: &str = "UPDATE choices SET status = v.column2, deadli
      resolved_ms = v.column4, version = v.column5, state = v.column6 FROM (VALUES ";
 const UPDATE_CHOICES_TAIL: &str =
     ") AS v WHERE choices.id = v.column1 AND choices.version = v.column7 RETURNING choices.id";
+/// The longest a request or a batch waits for a database connection.
+const CONNECTION_WAIT: Duration = Duration::from_secs(3);
 /// Rows written by one statement at most (parameters stay far below both backends' limits).
 const ROWS_PER_STATEMENT: usize = 256;
 const NOTES_AFTER: &str = "SELECT seq, at_ms, choice_id, type, data FROM events \
@@ -189,9 +191,9 @@ impl Store {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             })
-            // Reads are served from memory; what waits here is the writer, cold reads and the
-            // dashboard. Waiting long only turns overload into timeouts: answer 503 sooner.
-            .acquire_timeout(Duration::from_secs(3))
+            // Reads are served from memory; what waits here is cold reads and the dashboard.
+            // Waiting long only turns overload into timeouts: answer 503 sooner.
+            .acquire_timeout(CONNECTION_WAIT)
             // A ping is one more round trip to the connection's thread for every acquire. A
             // SQLite connection is a file handle, which cannot go stale the way a socket can.
             .test_before_acquire(backend != Backend::Sqlite)
@@ -453,8 +455,12 @@ impl Writer {
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
-                let mut conn = AnyConnection::connect_with(&self.options)
+                // Bounded like the pool's: an unreachable server must fail this batch, not
+                // hold every command behind it until TCP gives up.
+                let connect = AnyConnection::connect_with(&self.options);
+                let mut conn = tokio::time::timeout(CONNECTION_WAIT, connect)
                     .await
+                    .context("timed out opening the writer's connection")?
                     .context("cannot open the writer's connection")?;
                 prepare(&mut conn, self.backend).await?;
                 conn
@@ -719,10 +725,13 @@ pub fn is_busy(e: &anyhow::Error) -> bool {
 /// and the batch's transaction is rolled back.
 fn multi_row(backend: Backend, head: &str, columns: usize, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6 + 8);
-    match (backend, head.split_once(' ')) {
+    let verb = ["INSERT ", "UPDATE "]
+        .into_iter()
+        .find_map(|verb| Some((verb, head.strip_prefix(verb)?)));
+    match (backend, verb) {
         (Backend::Sqlite, Some((verb, rest))) => {
             sql.push_str(verb);
-            sql.push_str(" OR FAIL ");
+            sql.push_str("OR FAIL ");
             sql.push_str(rest);
         }
         _ => sql.push_str(head),
