@@ -20,6 +20,9 @@ pub struct Load {
     pub latency_ms: [f64; 3],
     /// Server CPU seconds per 1,000 commands.
     pub server_cpu_ms_per_command: f64,
+    /// The load generator's own CPU seconds per 1,000 commands: it shares the machine's cores
+    /// with the server, so every millisecond here is one the server could not use.
+    pub generator_cpu_ms_per_command: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,7 @@ pub async fn run(
         }
     }
     let cpu0 = procstat::cpu_seconds(pid).unwrap_or(0.0);
+    let own0 = procstat::own_cpu_seconds().unwrap_or(0.0);
     let until = tokio::time::Instant::now() + duration;
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
@@ -95,7 +99,15 @@ pub async fn run(
     let (mut all, errors) = join(tasks).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu0;
+    let own = procstat::own_cpu_seconds().unwrap_or(0.0) - own0;
     let completed = all.len() as u64;
+    let per_command = |seconds: f64| {
+        if completed > 0 {
+            seconds * 1000.0 / completed as f64
+        } else {
+            f64::NAN
+        }
+    };
     let p = percentiles(&mut all, &[50.0, 99.0, 100.0]);
     Ok(Load {
         clients,
@@ -103,11 +115,8 @@ pub async fn run(
         errors,
         per_second: completed as f64 / elapsed,
         latency_ms: [p[0], p[1], p[2]],
-        server_cpu_ms_per_command: if completed > 0 {
-            cpu * 1000.0 / completed as f64
-        } else {
-            f64::NAN
-        },
+        server_cpu_ms_per_command: per_command(cpu),
+        generator_cpu_ms_per_command: per_command(own),
     })
 }
 

@@ -587,6 +587,7 @@ fn load_json(l: &Load) -> Value {
         "per_second": round(l.per_second, 0),
         "latency_ms": {"p50": round(l.latency_ms[0], 2), "p99": round(l.latency_ms[1], 2), "max": round(l.latency_ms[2], 2)},
         "server_cpu_ms_per_command": round(l.server_cpu_ms_per_command, 3),
+        "generator_cpu_ms_per_command": round(l.generator_cpu_ms_per_command, 3),
     })
 }
 
@@ -711,14 +712,14 @@ fn print_ratios(rows: &[(Stack, usize, Value)]) {
 fn print_commands(c: &Value) {
     println!("\nDurable commands (SQLite, WAL, synchronous=FULL)");
     println!(
-        "{:<24} {:<9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>10}",
-        "writer", "load", "clients", "per s", "p50 ms", "p99 ms", "max ms", "cpu ms/cmd"
+        "{:<24} {:<9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "writer", "load", "clients", "per s", "p50 ms", "p99 ms", "max ms", "cpu ms/cmd", "gen ms/cmd"
     );
     for (label, r) in c.as_object().into_iter().flatten() {
         for load in ["create", "timeout", "unloaded"] {
             let l = &r[load];
             println!(
-                "{:<24} {:<9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>10}",
+                "{:<24} {:<9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}",
                 label,
                 load,
                 f(&l["clients"]),
@@ -727,6 +728,7 @@ fn print_commands(c: &Value) {
                 f(&l["latency_ms"]["p99"]),
                 f(&l["latency_ms"]["max"]),
                 f(&l["server_cpu_ms_per_command"]),
+                f(&l["generator_cpu_ms_per_command"]),
             );
         }
     }
