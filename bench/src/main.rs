@@ -713,7 +713,15 @@ fn print_commands(c: &Value) {
     println!("\nDurable commands (SQLite, WAL, synchronous=FULL)");
     println!(
         "{:<24} {:<9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}",
-        "writer", "load", "clients", "per s", "p50 ms", "p99 ms", "max ms", "cpu ms/cmd", "gen ms/cmd"
+        "writer",
+        "load",
+        "clients",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "cpu ms/cmd",
+        "gen ms/cmd"
     );
     for (label, r) in c.as_object().into_iter().flatten() {
         for load in ["create", "timeout", "unloaded"] {
