@@ -455,15 +455,17 @@ impl Writer {
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
-                // Bounded like the pool's: an unreachable server must fail this batch, not
-                // hold every command behind it until TCP gives up.
-                let connect = AnyConnection::connect_with(&self.options);
-                let mut conn = tokio::time::timeout(CONNECTION_WAIT, connect)
+                // Bounded like the pool's: an unreachable or stalled server must fail this
+                // batch, not hold every command behind it until TCP gives up.
+                let open = async {
+                    let mut conn = AnyConnection::connect_with(&self.options).await?;
+                    prepare(&mut conn, self.backend).await?;
+                    Ok::<_, sqlx::Error>(conn)
+                };
+                tokio::time::timeout(CONNECTION_WAIT, open)
                     .await
                     .context("timed out opening the writer's connection")?
-                    .context("cannot open the writer's connection")?;
-                prepare(&mut conn, self.backend).await?;
-                conn
+                    .context("cannot open the writer's connection")?
             }
         };
         let conn = self.conn.insert(conn);
