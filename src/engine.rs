@@ -654,8 +654,7 @@ async fn write_batch(
             data: applying.data.clone(),
         })
         .collect();
-    let events = tx.append_all(events).await?;
-    let last_seq = events.last().map(|e| e.seq);
+    let events = tx.commit(events).await?;
     for ((i, applying), event) in appending.into_iter().zip(events) {
         results[i] = Some(Ok(Arc::new(Change {
             event,
@@ -663,7 +662,6 @@ async fn write_batch(
             choice: applying.choice.map(Arc::new),
         })));
     }
-    tx.commit(last_seq).await?;
     Ok(results.into_iter().flatten().collect())
 }
 

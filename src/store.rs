@@ -19,7 +19,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, Row, Transaction};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Executor, Row};
 
 use crate::choice::Choice;
 use crate::clock::Millis;
@@ -254,6 +254,7 @@ impl Store {
             options: self.options.clone(),
             backend: self.backend,
             conn: None,
+            open: false,
         }
     }
 
@@ -448,10 +449,16 @@ pub struct Writer {
     options: AnyConnectOptions,
     backend: Backend,
     conn: Option<AnyConnection>,
+    /// A batch began on `conn` and has not committed.
+    open: bool,
 }
 
 impl Writer {
     pub async fn begin(&mut self) -> anyhow::Result<Batch<'_>> {
+        if std::mem::take(&mut self.open) {
+            // A batch that did not commit: closing its connection rolls it back.
+            self.conn = None;
+        }
         let conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
@@ -469,9 +476,20 @@ impl Writer {
             }
         };
         let conn = self.conn.insert(conn);
+        // On SQLite BEGIN rides with the batch's first statement (see `Batch::statement`).
+        let begin_pending = match self.backend {
+            Backend::Sqlite => true,
+            Backend::Postgres => {
+                conn.execute("BEGIN").await.context("begin")?;
+                false
+            }
+        };
+        self.open = true;
         Ok(Batch {
-            tx: conn.begin().await.context("begin")?,
+            conn,
+            open: &mut self.open,
             backend: self.backend,
+            begin_pending,
             seq_locked: false,
         })
     }
@@ -479,6 +497,7 @@ impl Writer {
     /// After a failed batch: the next one opens a new connection, in case this one broke.
     pub fn reset(&mut self) {
         self.conn = None;
+        self.open = false;
     }
 }
 
@@ -496,13 +515,31 @@ async fn prepare(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx:
 }
 
 /// One write transaction: any number of commands, committed once.
+///
+/// The writer waits for every statement's round trip to the connection, with every command
+/// of the batch, so on SQLite (where one query may hold several statements) the BEGIN goes
+/// with the first statement and the COMMIT with the last: a batch of creates is one trip.
+/// A batch dropped without `commit` is rolled back when `Writer::begin` closes its
+/// connection.
 pub struct Batch<'c> {
-    tx: Transaction<'c, Any>,
+    conn: &'c mut AnyConnection,
+    open: &'c mut bool,
     backend: Backend,
+    /// SQLite: the transaction has not begun yet; the next statement begins it.
+    begin_pending: bool,
     seq_locked: bool,
 }
 
 impl Batch<'_> {
+    /// `sql`, begun with the transaction's BEGIN if it is the first statement on SQLite.
+    fn statement(&mut self, sql: &str) -> String {
+        if std::mem::take(&mut self.begin_pending) {
+            format!("BEGIN; {sql}")
+        } else {
+            sql.to_string()
+        }
+    }
+
     /// Whether other nodes write to this database too.
     pub fn is_shared(&self) -> bool {
         self.backend == Backend::Postgres
@@ -512,9 +549,10 @@ impl Batch<'_> {
         if !storable_id(id) {
             return Ok(None);
         }
-        let row = sqlx::query(SELECT_CHOICE)
+        let sql = self.statement(SELECT_CHOICE);
+        let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut *self.conn)
             .await?;
         row.map(|r| decode_choice(&r)).transpose()
     }
@@ -522,7 +560,7 @@ impl Batch<'_> {
     /// Inserts new choices, all in one statement.
     pub async fn insert_all(&mut self, choices: &[&Choice]) -> anyhow::Result<()> {
         for chunk in choices.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row(self.backend, INSERT_CHOICES, 8, chunk.len(), "");
+            let sql = self.statement(&multi_row(self.backend, INSERT_CHOICES, 8, chunk.len(), ""));
             let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() <= 4);
             for choice in chunk {
                 query = query
@@ -543,7 +581,7 @@ impl Batch<'_> {
                     .bind(choice.version)
                     .bind(serde_json::to_string(choice)?);
             }
-            query.execute(&mut *self.tx).await?;
+            query.execute(&mut *self.conn).await?;
         }
         Ok(())
     }
@@ -565,7 +603,11 @@ impl Batch<'_> {
             Backend::Postgres => 1,
         };
         for chunk in rows.chunks(per_statement) {
-            let written: Vec<String> = if let [(choice, read_version)] = chunk {
+            // PostgreSQL's rows, one at a time. (On SQLite a BEGIN may go first in the query,
+            // and then its count of changed rows is not this statement's alone.)
+            let written: Vec<String> = if let [(choice, read_version)] = chunk
+                && self.backend == Backend::Postgres
+            {
                 let done = sqlx::query(UPDATE_CHOICE)
                     .bind(&choice.id)
                     .bind(choice.status.as_str())
@@ -574,7 +616,7 @@ impl Batch<'_> {
                     .bind(choice.version)
                     .bind(serde_json::to_string(choice)?)
                     .bind(read_version)
-                    .execute(&mut *self.tx)
+                    .execute(&mut *self.conn)
                     .await?;
                 if done.rows_affected() == 1 {
                     vec![choice.id.clone()]
@@ -582,13 +624,13 @@ impl Batch<'_> {
                     Vec::new()
                 }
             } else {
-                let sql = multi_row(
+                let sql = self.statement(&multi_row(
                     self.backend,
                     UPDATE_CHOICES_HEAD,
                     7,
                     chunk.len(),
                     UPDATE_CHOICES_TAIL,
-                );
+                ));
                 let mut query = sqlx::query_scalar(AssertSqlSafe(sql)).persistent(chunk.len() <= 4);
                 for (choice, read_version) in chunk {
                     query = query
@@ -600,7 +642,7 @@ impl Batch<'_> {
                         .bind(serde_json::to_string(choice)?)
                         .bind(*read_version);
                 }
-                query.fetch_all(&mut *self.tx).await?
+                query.fetch_all(&mut *self.conn).await?
             };
             stale.extend(
                 chunk
@@ -612,24 +654,28 @@ impl Batch<'_> {
         Ok(stale)
     }
 
-    /// Appends events in one statement; they get ascending seqs in the order given.
-    pub async fn append_all(&mut self, events: Vec<NewEvent<'_>>) -> anyhow::Result<Vec<LogEvent>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        if self.backend == Backend::Postgres && !self.seq_locked {
-            sqlx::query(PG_SEQ_LOCK).execute(&mut *self.tx).await?;
+    /// Appends the batch's events, in one statement, and commits; the events get ascending
+    /// seqs in the order given. On PostgreSQL it also tells the other nodes the newest seq
+    /// (one NOTIFY per commit, never one per event: NOTIFY takes a global lock at commit).
+    pub async fn commit(mut self, events: Vec<NewEvent<'_>>) -> anyhow::Result<Vec<LogEvent>> {
+        if self.backend == Backend::Postgres && !events.is_empty() && !self.seq_locked {
+            sqlx::query(PG_SEQ_LOCK).execute(&mut *self.conn).await?;
             self.seq_locked = true;
         }
         let mut appended = Vec::with_capacity(events.len());
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let sql = multi_row(
+        let chunks = events.chunks(ROWS_PER_STATEMENT).count();
+        for (n, chunk) in events.chunks(ROWS_PER_STATEMENT).enumerate() {
+            let mut sql = self.statement(&multi_row(
                 self.backend,
                 INSERT_EVENTS,
                 5,
                 chunk.len(),
                 " RETURNING seq",
-            );
+            ));
+            let last = n + 1 == chunks;
+            if last && self.backend == Backend::Sqlite {
+                sql.push_str("; COMMIT");
+            }
             let mut query = sqlx::query_scalar(AssertSqlSafe(sql)).persistent(chunk.len() <= 4);
             for event in chunk {
                 query = query
@@ -641,7 +687,7 @@ impl Batch<'_> {
             }
             // Rows are numbered in the order they are inserted; RETURNING's order is not
             // promised, so the seqs are sorted back into it.
-            let mut seqs: Vec<i64> = query.fetch_all(&mut *self.tx).await?;
+            let mut seqs: Vec<i64> = query.fetch_all(&mut *self.conn).await?;
             seqs.sort_unstable();
             anyhow::ensure!(
                 seqs.len() == chunk.len(),
@@ -659,20 +705,24 @@ impl Batch<'_> {
                 });
             }
         }
-        Ok(appended)
-    }
-
-    /// Commits; on PostgreSQL also tells the other nodes the newest seq (one NOTIFY per
-    /// commit, never one per event: NOTIFY takes a global lock at commit).
-    pub async fn commit(mut self, last_seq: Option<i64>) -> anyhow::Result<()> {
-        if let (Backend::Postgres, Some(seq)) = (self.backend, last_seq) {
-            sqlx::query(PG_NOTIFY)
-                .bind(seq.to_string())
-                .execute(&mut *self.tx)
-                .await?;
+        match self.backend {
+            Backend::Sqlite if events.is_empty() && !self.begin_pending => {
+                self.conn.execute("COMMIT").await.context("commit")?;
+            }
+            // Committed with the last events, or nothing was ever begun.
+            Backend::Sqlite => {}
+            Backend::Postgres => {
+                if let Some(last) = appended.last() {
+                    sqlx::query(PG_NOTIFY)
+                        .bind(last.seq.to_string())
+                        .execute(&mut *self.conn)
+                        .await?;
+                }
+                self.conn.execute("COMMIT").await.context("commit")?;
+            }
         }
-        self.tx.commit().await.context("commit")?;
-        Ok(())
+        *self.open = false;
+        Ok(appended)
     }
 }
 
