@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use tokio::sync::{OnceCell, Semaphore, watch};
@@ -27,9 +27,6 @@ use crate::views;
 const CACHE_SIZE: usize = 10_000;
 /// Store reads for misses in flight or queued, at most; more are answered 503 at once.
 const READS_QUEUED: usize = 64;
-/// Presence frames of one choice are at least this far apart; joins and leaves in between
-/// are coalesced into the next one.
-const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 /// JSON `watchers` lists at most this many names (`viewers` still counts everyone).
 const WATCHERS_LISTED: usize = 100;
 
@@ -118,9 +115,8 @@ struct TopicState {
     people: HashMap<String, Person>,
     /// Computed when asked, dropped when someone joins, leaves or is renamed.
     presence: Option<Arc<Presence>>,
-    presence_sent: Option<Instant>,
+    /// Someone joined, left or was renamed since the last tick's presence frame.
     presence_due: bool,
-    flush_scheduled: bool,
     /// Taken out of the live set: changes go to its successor, not here.
     retired: bool,
     /// Nobody watches: frames are rendered when the first viewer joins, not on every change.
@@ -527,9 +523,7 @@ impl Topic {
             seq,
             people: HashMap::new(),
             presence: None,
-            presence_sent: None,
             presence_due: false,
-            flush_scheduled: false,
             retired: false,
             frames_stale: true,
         };
@@ -641,7 +635,6 @@ impl Topic {
             // The joiner subscribed already, so from here on every change renders too. The
             // viewers frame among them counts the joiner.
             state.presence = None;
-            state.presence_sent = Some(Instant::now());
             live.inner.presence_moved.store(true, Ordering::Release);
             self.render_all(&mut state);
         } else {
@@ -662,64 +655,39 @@ impl Topic {
         }
     }
 
-    /// Someone joined, left or was renamed: a presence frame now if none went out within the
-    /// last second, else one when that second is over.
-    fn presence_changed(self: &Arc<Self>, state: &mut TopicState, live: &Live) {
+    /// Someone joined, left or was renamed: the next tick sends the presence frame. Coalesced
+    /// to one a second, and on the wall-clock second, so it rides in the same write as that
+    /// second's countdown (in a wave of joins, one wake-up per viewer a second, not two).
+    fn presence_changed(&self, state: &mut TopicState, live: &Live) {
         state.presence = None;
-        live.inner.presence_moved.store(true, Ordering::Release);
-        let wait = state.presence_sent.map_or(Duration::ZERO, |sent| {
-            PRESENCE_EVERY.saturating_sub(sent.elapsed())
-        });
-        if wait.is_zero() {
-            self.send_presence(state);
-            return;
-        }
         state.presence_due = true;
-        if state.flush_scheduled {
-            return;
-        }
-        // Without a runtime (never in the server) the next tick sends it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            state.flush_scheduled = true;
-            let topic = self.clone();
-            runtime.spawn(async move {
-                tokio::time::sleep(wait).await;
-                let mut state = lock(&topic.state);
-                state.flush_scheduled = false;
-                if state.presence_due {
-                    topic.send_presence(&mut state);
-                }
-            });
-        }
-    }
-
-    fn send_presence(&self, state: &mut TopicState) {
-        state.presence_due = false;
-        state.presence_sent = Some(Instant::now());
-        let frame = render_viewers(state);
-        self.frames.send_modify(|f| f.viewers.replace(frame));
+        live.inner.presence_moved.store(true, Ordering::Release);
     }
 
     /// One second's work; true if this topic may be retired.
     fn tick(&self, now: Millis) -> bool {
         let mut state = lock(&self.state);
-        if state.presence_due
-            && !state.flush_scheduled
-            && state
-                .presence_sent
-                .is_none_or(|sent| sent.elapsed() >= PRESENCE_EVERY)
-        {
-            self.send_presence(&mut state);
+        if self.frames.receiver_count() == 0 {
+            return self.is_idle(&state);
         }
-        if state.choice.status == Status::Pending && self.frames.receiver_count() > 0 {
-            let frame = render_remaining(&state, now);
+        let viewers = std::mem::take(&mut state.presence_due).then(|| render_viewers(&mut state));
+        let remaining = (state.choice.status == Status::Pending).then(|| {
             // Sockets get a fresh `sync` every 5 s (on the wall-clock second, like the ticks).
             let sync = (now.div_euclid(1000) % 5 == 0)
                 .then(|| Bytes::from(crate::json::sync(&state.choice, now).to_string()));
+            (render_remaining(&state, now), sync)
+        });
+        if viewers.is_some() || remaining.is_some() {
+            // One change: a viewer wakes once and writes both frames together.
             self.frames.send_modify(|f| {
-                f.remaining.replace(frame);
-                if let Some(sync) = sync {
-                    f.ws_sync.replace(sync);
+                if let Some(frame) = viewers {
+                    f.viewers.replace(frame);
+                }
+                if let Some((frame, sync)) = remaining {
+                    f.remaining.replace(frame);
+                    if let Some(sync) = sync {
+                        f.ws_sync.replace(sync);
+                    }
                 }
             });
         }

@@ -74,6 +74,9 @@ struct Args {
     long_polls: usize,
     #[arg(long)]
     skip_storm: bool,
+    /// Skip the restart with the storm's viewers attached (the storms still run).
+    #[arg(long)]
+    skip_restart: bool,
     #[arg(long)]
     skip_reads: bool,
     #[arg(long)]
@@ -372,8 +375,8 @@ async fn storms_run(paths: &Paths, args: &Args) -> anyhow::Result<Value> {
     let window = Duration::from_secs(args.storm_seconds);
     let v = args.storm_viewers;
     let plan = [
-        ("sse, over choices", Stack::ChoiceboardSse, v, args.choices),
         ("sse, over choices", Stack::PlainAxum, v, args.choices),
+        ("sse, over choices", Stack::ChoiceboardSse, v, args.choices),
         (
             "sse, one choice",
             Stack::ChoiceboardSse,
@@ -403,7 +406,15 @@ async fn storms_run(paths: &Paths, args: &Args) -> anyhow::Result<Value> {
             for n in 0..choices {
                 streams.push(server.create(&mut client, n).await.context("create")?.0);
             }
-            let storm = storm::run(stack.proto(), server.addr, &streams, viewers, window).await?;
+            let storm = storm::run(
+                stack.proto(),
+                server.addr,
+                server.pid,
+                &streams,
+                viewers,
+                window,
+            )
+            .await?;
             Ok(serde_json::to_value(&storm)?)
         }
         .await;
@@ -412,6 +423,9 @@ async fn storms_run(paths: &Paths, args: &Args) -> anyhow::Result<Value> {
         let result = result.unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
         eprintln!("  {result}");
         rows.push(json!({"scenario": label, "stack": stack.name(), "result": result}));
+    }
+    if args.skip_restart {
+        return Ok(json!({"storms": rows, "restart": null}));
     }
     eprintln!("bench: restart with {v} viewers attached …");
     let mut server = Server::start(Stack::ChoiceboardSse, paths, &[]).await?;
@@ -463,7 +477,7 @@ fn print_storms(s: &Value) {
         "\nStorms (every viewer opens its stream at once; first = connect → first current frame)"
     );
     println!(
-        "{:<18} {:<16} {:>7} {:>7} {:>14} {:>9} {:>9} {:>9} {:>11} {:>9}",
+        "{:<18} {:<16} {:>7} {:>7} {:>14} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>8}",
         "scenario",
         "stack",
         "viewers",
@@ -473,7 +487,9 @@ fn print_storms(s: &Value) {
         "first p99",
         "first max",
         "all current",
-        "B/vwr/s"
+        "B/vwr/s",
+        "srv cpu s",
+        "srv MiB"
     );
     let rows = s["storms"].as_array().cloned().unwrap_or_default();
     for row in &rows {
@@ -490,7 +506,7 @@ fn print_storms(s: &Value) {
             .as_object()
             .map_or(0, |e| e.values().filter_map(Value::as_u64).sum::<u64>());
         println!(
-            "{:<18} {:<16} {:>7} {:>7} {:>14} {:>9} {:>9} {:>9} {:>11} {:>9}",
+            "{:<18} {:<16} {:>7} {:>7} {:>14} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9} {:>8}",
             row["scenario"].as_str().unwrap_or(""),
             row["stack"].as_str().unwrap_or(""),
             f(&r["viewers"]),
@@ -505,6 +521,8 @@ fn print_storms(s: &Value) {
             f(&r["first_frame_ms"][2]),
             f(&r["all_current_ms"]),
             f(&r["bytes_per_viewer_per_second"]),
+            f(&r["cpu_until_current_s"][0]),
+            r["server_rss_kib"].as_u64().map_or(0, |k| k / 1024),
         );
     }
     let find = |stack: &str| {
@@ -526,6 +544,9 @@ fn print_storms(s: &Value) {
         );
     }
     let r = &s["restart"];
+    if r.is_null() {
+        return;
+    }
     if let Some(e) = r.get("error") {
         println!("restart: failed: {e}");
     } else {

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::fanout::Proto;
 use crate::net::{self, Chunked, Frame};
-use crate::procstat::{mono_ns, percentiles};
+use crate::procstat::{self, mono_ns, percentiles};
 
 /// What one viewer saw.
 #[derive(Debug, Default)]
@@ -25,6 +25,8 @@ pub struct Seen {
     pub first_ms: Option<f64>,
     /// When it was first current (monotonic ns).
     pub current_at_ns: Option<u64>,
+    /// When it began its first connect (monotonic ns).
+    pub started_at_ns: u64,
     /// After a restart: when it was current again (monotonic ns).
     pub current_again_at_ns: Option<u64>,
     /// Why it failed: `status 503`, `connect: …`, `closed`.
@@ -42,25 +44,48 @@ pub struct Storm {
     pub first_frame_ms: [f64; 3],
     /// From the storm's start until the last viewer was current (ms).
     pub all_current_ms: f64,
+    /// From the storm's start until the last viewer began to connect (ms): the generator's
+    /// own spread, the same for every stack only if the generator is not the bottleneck.
+    pub last_connect_started_ms: f64,
     /// Bytes the viewers received per viewer per second over the window (headers excluded).
     pub bytes_per_viewer_per_second: f64,
     pub window_seconds: f64,
+    /// CPU seconds spent from the start until every viewer was current: [server, generator].
+    pub cpu_until_current_s: [f64; 2],
+    /// The server's resident memory when every viewer was current.
+    pub server_rss_kib: u64,
 }
 
 /// Opens `viewers` streams at once, spread round-robin over `paths`, and reads for `window`.
 pub async fn run(
     proto: Proto,
     server: SocketAddr,
+    server_pid: u32,
     paths: &[String],
     viewers: usize,
     window: Duration,
 ) -> anyhow::Result<Storm> {
+    let cpu = || {
+        (
+            procstat::cpu_seconds(server_pid).unwrap_or(0.0),
+            procstat::own_cpu_seconds().unwrap_or(0.0),
+        )
+    };
+    let cpu_before = cpu();
     let start = mono_ns();
+    let deadline = tokio::time::Instant::now() + window;
     let crowd = Crowd::spawn(proto, server, paths, viewers, false);
     let Crowd {
         tally, stop, tasks, ..
     } = crowd;
-    tokio::time::sleep(window).await;
+    while (tally.current.load(Ordering::Relaxed) as usize) < viewers
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cpu_after = cpu();
+    let rss_kib = procstat::rss_kib(server_pid).unwrap_or(0);
+    tokio::time::sleep_until(deadline).await;
     let window_s = (mono_ns() - start) as f64 / 1e9;
     let received = tally.bytes.load(Ordering::Relaxed);
     let _ = stop.send(true);
@@ -68,7 +93,10 @@ pub async fn run(
     for task in tasks {
         seen.push(task.await?);
     }
-    Ok(summarise(&seen, start, received, window_s))
+    let mut storm = summarise(&seen, start, received, window_s);
+    storm.cpu_until_current_s = [cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1];
+    storm.server_rss_kib = rss_kib;
+    Ok(storm)
 }
 
 fn summarise(seen: &[Seen], start: u64, received: u64, window_s: f64) -> Storm {
@@ -84,7 +112,9 @@ fn summarise(seen: &[Seen], start: u64, received: u64, window_s: f64) -> Storm {
         .filter_map(|s| s.current_at_ns)
         .max()
         .unwrap_or(start);
+    let last_started = seen.iter().map(|s| s.started_at_ns).max().unwrap_or(start);
     Storm {
+        last_connect_started_ms: (last_started.saturating_sub(start)) as f64 / 1e6,
         viewers: seen.len(),
         current,
         errors,
@@ -92,6 +122,8 @@ fn summarise(seen: &[Seen], start: u64, received: u64, window_s: f64) -> Storm {
         all_current_ms: (last.saturating_sub(start)) as f64 / 1e6,
         bytes_per_viewer_per_second: received as f64 / seen.len().max(1) as f64 / window_s,
         window_seconds: window_s,
+        cpu_until_current_s: [0.0; 2],
+        server_rss_kib: 0,
     }
 }
 
@@ -243,6 +275,9 @@ async fn viewer(
     let mut after_restart = false;
     loop {
         let started = mono_ns();
+        if seen.started_at_ns == 0 {
+            seen.started_at_ns = started;
+        }
         let mut first = None;
         let counter = if after_restart {
             &tally.again
