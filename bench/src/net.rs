@@ -327,33 +327,6 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunked_decodes_across_splits() {
-        let input = b"5\r\nhello\r\n3;x=1\r\nabc\r\n0\r\n\r\n";
-        for split in 0..input.len() {
-            let mut d = Chunked::default();
-            let mut out = Vec::new();
-            d.feed(&input[..split], &mut out);
-            d.feed(&input[split..], &mut out);
-            assert_eq!(out, b"helloabc");
-            assert!(d.done);
-        }
-    }
-
-    #[test]
-    fn rfc3339_parses() {
-        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.500Z"), Some(1500));
-        assert_eq!(
-            parse_rfc3339_ms("2026-11-24T10:05:00.000Z"),
-            Some(1_795_514_700_000)
-        );
-    }
-}
-
 /// `SO_TIMESTAMPNS` (also the control message type `SCM_TIMESTAMPNS`) on Linux with 64-bit
 /// `time_t` (asm-generic/socket.h); the libc crate does not name it for glibc targets.
 const SO_TIMESTAMPNS: libc::c_int = 35;
@@ -427,4 +400,31 @@ fn recv_once(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(usize, O
     // SAFETY: recvmsg initialised the first n bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok((n, stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_decodes_across_splits() {
+        let input = b"5\r\nhello\r\n3;x=1\r\nabc\r\n0\r\n\r\n";
+        for split in 0..input.len() {
+            let mut d = Chunked::default();
+            let mut out = Vec::new();
+            d.feed(&input[..split], &mut out);
+            d.feed(&input[split..], &mut out);
+            assert_eq!(out, b"helloabc");
+            assert!(d.done);
+        }
+    }
+
+    #[test]
+    fn rfc3339_parses() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.500Z"), Some(1500));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-24T10:05:00.000Z"),
+            Some(1_795_514_700_000)
+        );
+    }
 }

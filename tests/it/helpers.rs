@@ -274,7 +274,7 @@ pub async fn submit_all_at_once(
                 .client
                 .post(node.url(&format!("/choice/{id}/submit")))
                 .json(
-                    &json!({"selection": [if (i / nodes.len()) % 2 == 0 { "yes" } else { "no" }]}),
+                    &json!({"selection": [if (i / nodes.len()).is_multiple_of(2) { "yes" } else { "no" }]}),
                 );
             tokio::spawn(async move {
                 let r = request.send().await.expect("request");
