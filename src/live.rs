@@ -405,7 +405,7 @@ impl Live {
             };
             if person.name != name {
                 person.name = name.clone();
-                topic.presence_changed(&mut state, self);
+                state.presence_changed(self);
             }
         }
     }
@@ -452,7 +452,7 @@ impl Live {
             person.connections = person.connections.saturating_sub(1);
             let (left, generation) = (person.connections, person.generation);
             // One stream fewer: the count changes even while the person stays.
-            topic.presence_changed(&mut state, self);
+            state.presence_changed(self);
             if left > 0 {
                 return;
             }
@@ -631,14 +631,11 @@ impl Topic {
         person.connections += 1;
         person.generation += 1;
         person.name = name;
+        state.presence_changed(live);
         if state.frames_stale {
             // The joiner subscribed already, so from here on every change renders too. The
             // viewers frame among them counts the joiner.
-            state.presence = None;
-            live.inner.presence_moved.store(true, Ordering::Release);
             self.render_all(&mut state);
-        } else {
-            self.presence_changed(&mut state, live);
         }
     }
 
@@ -651,17 +648,8 @@ impl Topic {
             .is_some_and(|p| p.connections == 0 && p.generation == generation)
         {
             state.people.remove(key);
-            self.presence_changed(&mut state, live);
+            state.presence_changed(live);
         }
-    }
-
-    /// Someone joined, left or was renamed: the next tick sends the presence frame. Coalesced
-    /// to one a second, and on the wall-clock second, so it rides in the same write as that
-    /// second's countdown (in a wave of joins, one wake-up per viewer a second, not two).
-    fn presence_changed(&self, state: &mut TopicState, live: &Live) {
-        state.presence = None;
-        state.presence_due = true;
-        live.inner.presence_moved.store(true, Ordering::Release);
     }
 
     /// One second's work; true if this topic may be retired.
@@ -670,7 +658,7 @@ impl Topic {
         if self.frames.receiver_count() == 0 {
             return self.is_idle(&state);
         }
-        let viewers = std::mem::take(&mut state.presence_due).then(|| render_viewers(&mut state));
+        let viewers = state.presence_due.then(|| render_viewers(&mut state));
         let remaining = (state.choice.status == Status::Pending).then(|| {
             // Sockets get a fresh `sync` every 5 s (on the wall-clock second, like the ticks).
             let sync = (now.div_euclid(1000) % 5 == 0)
@@ -704,6 +692,15 @@ impl Topic {
 }
 
 impl TopicState {
+    /// Someone joined, left or was renamed: the next tick sends the presence frame. Coalesced
+    /// to one a second, and on the wall-clock second, so it rides in the same write as that
+    /// second's countdown (in a wave of joins, one wake-up per viewer a second, not two).
+    fn presence_changed(&mut self, live: &Live) {
+        self.presence = None;
+        self.presence_due = true;
+        live.inner.presence_moved.store(true, Ordering::Release);
+    }
+
     fn presence(&mut self) -> Arc<Presence> {
         if let Some(presence) = &self.presence {
             return presence.clone();
@@ -799,7 +796,9 @@ fn render_remaining(state: &TopicState, now: Millis) -> Bytes {
     )
 }
 
+/// The viewers frame as of now: nothing is due any more.
 fn render_viewers(state: &mut TopicState) -> Bytes {
+    state.presence_due = false;
     let presence = state.presence();
     frame::sse(
         state.seq,

@@ -93,13 +93,25 @@ pub async fn run(
     for task in tasks {
         seen.push(task.await?);
     }
-    let mut storm = summarise(&seen, start, received, window_s);
-    storm.cpu_until_current_s = [cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1];
-    storm.server_rss_kib = rss_kib;
-    Ok(storm)
+    let cpu_until_current_s = [cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1];
+    Ok(summarise(
+        &seen,
+        start,
+        received,
+        window_s,
+        cpu_until_current_s,
+        rss_kib,
+    ))
 }
 
-fn summarise(seen: &[Seen], start: u64, received: u64, window_s: f64) -> Storm {
+fn summarise(
+    seen: &[Seen],
+    start: u64,
+    received: u64,
+    window_s: f64,
+    cpu_until_current_s: [f64; 2],
+    server_rss_kib: u64,
+) -> Storm {
     let mut errors = BTreeMap::new();
     for e in seen.iter().filter_map(|s| s.error.as_ref()) {
         *errors.entry(e.clone()).or_insert(0) += 1;
@@ -122,8 +134,8 @@ fn summarise(seen: &[Seen], start: u64, received: u64, window_s: f64) -> Storm {
         all_current_ms: (last.saturating_sub(start)) as f64 / 1e6,
         bytes_per_viewer_per_second: received as f64 / seen.len().max(1) as f64 / window_s,
         window_seconds: window_s,
-        cpu_until_current_s: [0.0; 2],
-        server_rss_kib: 0,
+        cpu_until_current_s,
+        server_rss_kib,
     }
 }
 
@@ -270,14 +282,14 @@ async fn viewer(
     restarted: watch::Receiver<u64>,
     reconnect: bool,
 ) -> Seen {
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        started_at_ns: mono_ns(),
+        ..Seen::default()
+    };
     let mut retry_ms = 3000u64;
     let mut after_restart = false;
     loop {
         let started = mono_ns();
-        if seen.started_at_ns == 0 {
-            seen.started_at_ns = started;
-        }
         let mut first = None;
         let counter = if after_restart {
             &tally.again

@@ -155,7 +155,7 @@ pub async fn same_origin_only(
 
 /// A person's browser opening a page (not a script, not a fragment request).
 fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    *method == Method::GET && Asks::of(headers).or(Wants::Json) == Wants::Page
+    *method == Method::GET && Asks::or_json(headers) == Wants::Page
 }
 
 fn login_page(status: StatusCode, next: &str, error: Option<&str>, bounce: bool) -> Response {

@@ -305,7 +305,7 @@ impl AppError {
     /// The error for a middleware, which does not know the route: JSON unless the headers
     /// ask for HTML.
     pub fn render_for(self, headers: &HeaderMap) -> Response {
-        self.render(Asks::of(headers).or(Wants::Json), None)
+        self.render(Asks::or_json(headers), None)
     }
 }
 

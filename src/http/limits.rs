@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, NotUntil, Quota, RateLimiter};
 
-use super::{AppError, AppState, Asks, Wants, changes_state};
+use super::{AppError, AppState, Asks, changes_state};
 
 /// The limits a server runs with.
 #[derive(Clone, Debug)]
@@ -333,7 +333,7 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
 /// server that was too slow says 503.
 pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.guards.limits.request_timeout;
-    let wants = Asks::of(request.headers()).or(Wants::Json);
+    let wants = Asks::or_json(request.headers());
     let body_done = Arc::new(AtomicBool::new(false));
     let request = {
         let done = body_done.clone();

@@ -443,6 +443,12 @@ impl Asks {
     pub fn or(self, default: Wants) -> Wants {
         self.0.unwrap_or(default)
     }
+
+    /// How a middleware, which does not know the route, answers: JSON unless the headers ask
+    /// for HTML.
+    pub fn or_json(headers: &HeaderMap) -> Wants {
+        Asks::of(headers).or(Wants::Json)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Asks {
