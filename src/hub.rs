@@ -201,7 +201,11 @@ impl HubInner {
             // Someone joined or left: the board's viewer counts.
             self.dashboard.mark_dirty();
         }
-        if self.dashboard.frames.receiver_count() > 0 {
+        if self.dashboard.frames.receiver_count() == 0 {
+            // Nobody saw this second's countdowns: the next viewer (or page) gets the board
+            // rendered afresh, not what the last one saw. No wake-up: nobody is waiting.
+            self.dashboard.dirty.store(true, Ordering::Release);
+        } else {
             let board = lock(&self.dashboard.board).clone();
             if let Some(board) = board {
                 let seq = self.dashboard.seq.load(Ordering::Acquire) as i64;

@@ -656,6 +656,9 @@ impl Topic {
     fn tick(&self, now: Millis) -> bool {
         let mut state = lock(&self.state);
         if self.frames.receiver_count() == 0 {
+            // Nobody saw this second's countdown: the next viewer's first frames are rendered
+            // when it joins, not left over from the last time anyone watched.
+            state.frames_stale = true;
             return self.is_idle(&state);
         }
         let viewers = state.presence_due.then(|| render_viewers(&mut state));

@@ -13,6 +13,7 @@ mod ask;
 mod browser;
 mod commands;
 mod durability;
+mod first_frames;
 mod garbage;
 mod limits;
 mod live;
