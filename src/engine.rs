@@ -239,7 +239,7 @@ impl Engine {
 
     pub async fn create(&self, new: NewChoice) -> Result<Arc<Choice>, EngineError> {
         let now = now_ms();
-        let choice = Choice::new(new_choice_id(now)?, new, now);
+        let choice = Choice::new(crate::ids::new_choice_id(now)?, new, now);
         choice_of(self.submit_job(Op::Create(Box::new(choice))).await?)
     }
 
@@ -706,36 +706,4 @@ fn choice_of(change: Arc<Change>) -> Result<Arc<Choice>, EngineError> {
         .choice
         .clone()
         .ok_or_else(|| EngineError::Internal(anyhow::anyhow!("a choice change without its choice")))
-}
-
-/// A new choice's id: 48 bits of its creation time in milliseconds, then 96 random bits (the
-/// capability; API.md promises at least 96), in URL-safe characters whose byte order is the
-/// order of their values (24 characters). Ids made close together sort close together, so
-/// the store's indexes on them take a batch of new choices on their last page or two; random
-/// ids put each one on a page of its own, and every commit wrote one page per create.
-pub fn new_choice_id(now: Millis) -> anyhow::Result<String> {
-    use base64::Engine as _;
-    const IN_BYTE_ORDER: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-        &match base64::alphabet::Alphabet::new(
-            "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz",
-        ) {
-            Ok(alphabet) => alphabet,
-            Err(_) => panic!("the id alphabet is 64 distinct URL-safe characters"),
-        },
-        base64::engine::general_purpose::NO_PAD,
-    );
-    let mut bytes = [0u8; 18];
-    let millis = u64::try_from(now).unwrap_or(0).to_be_bytes();
-    bytes[..6].copy_from_slice(&millis[2..]);
-    getrandom::fill(&mut bytes[6..])
-        .map_err(|e| anyhow::anyhow!("no randomness for an id: {e}"))?;
-    Ok(IN_BYTE_ORDER.encode(bytes))
-}
-
-/// A new random key: 128 random bits, URL-safe base64 (22 characters).
-pub fn new_id() -> anyhow::Result<String> {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an id: {e}"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }

@@ -42,6 +42,7 @@ pub mod clock;
 pub mod engine;
 pub mod frame;
 pub mod http;
+pub mod ids;
 pub mod hub;
 pub mod json;
 pub mod live;

@@ -56,7 +56,7 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
     let created = async {
         let request: CreateRequest = parse_json(&body)?;
         let mut new = NewChoice::try_from(request)?;
-        let keys = new.issue_approver_keys(crate::engine::new_id)?;
+        let keys = new.issue_approver_keys(crate::ids::new_key)?;
         Ok::<_, AppError>((state.engine.create(new).await?, keys))
     }
     .await;

@@ -96,7 +96,7 @@ pub async fn choice(
     let mut jar = CookieJar::new();
     if viewer.key.is_none() {
         // A stable viewer id lets a reconnecting stream count as the same person.
-        if let Ok(key) = crate::engine::new_id() {
+        if let Ok(key) = crate::ids::new_key() {
             jar = jar.add(lasting_cookie(VIEWER_COOKIE, key).http_only(true));
         }
     }

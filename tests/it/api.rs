@@ -372,3 +372,36 @@ async fn healthz_answers_ok() {
         (StatusCode::OK, Some("ok"))
     );
 }
+
+#[tokio::test]
+async fn new_ids_never_look_like_flags_and_ids_of_the_old_form_still_resolve() {
+    let app = TestApp::spawn().await;
+    for _ in 0..20 {
+        let id = id_of(&app.create_yes_no(600.0).await);
+        assert!(id.starts_with(|c: char| c.is_ascii_digit()), "{id}");
+    }
+    // A choice made before ids changed form: 24 characters of a byte-ordered base64 led by `-`.
+    let id = id_of(&app.create_yes_no(600.0).await);
+    let old = "-0SxQk3Jx9aB_cD-eF0gH1iJ";
+    // Renamed in the database under the running server: memory holds the new id, and the old
+    // one is read from the store like any choice memory does not hold.
+    sqlx::any::install_default_drivers();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&app.database)
+        .await
+        .expect("the test's database");
+    for statement in [
+        format!("UPDATE choices SET id = '{old}', state = REPLACE(state, '{id}', '{old}') WHERE id = '{id}'"),
+        format!("UPDATE events SET choice_id = '{old}', data = REPLACE(data, '{id}', '{old}') WHERE choice_id = '{id}'"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut db)
+            .await
+            .expect("rename the choice");
+    }
+    let (status, choice) = app.get_json(&format!("/api/choices/{old}")).await;
+    assert_eq!((status, choice["id"].as_str()), (StatusCode::OK, Some(old)));
+    let page = app.get_with(&format!("/choice/{old}"), &[]).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let (status, after) = app.command(old, "submit", json!({"selection": ["yes"]})).await;
+    assert_eq!((status, after["status"].as_str()), (StatusCode::OK, Some("submitted")));
+}
