@@ -689,7 +689,7 @@ pub fn seconds_to_ms(field: &str, seconds: f64) -> Result<Millis, Rejection> {
 /// The create request as programs send it. Everything but `title` is optional. (The schema
 /// attributes document it in `/api/openapi.json`; `TryFrom` below is what checks it.)
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[schema(example = json!({"title": "Deploy build 1234?", "prompt": "All checks passed.",
     "options": [{"id": "yes", "label": "Ship it"}, {"id": "no"}],
     "default_selection": ["no"], "timeout_seconds": 300, "source": "nightly-build"}))]
@@ -737,7 +737,7 @@ pub struct CreateRequest {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OptionRequest {
     /// 1 to 64 characters, no spaces or control characters, unique in the choice.
     #[schema(required = true, min_length = 1, max_length = 64)]

@@ -18,7 +18,7 @@ use anyhow::Context;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::choice::{Actor, Choice, Command, EventKind, NewChoice, Rejection, Via};
-use crate::clock::{Millis, now_ms};
+use crate::clock::now_ms;
 use crate::live::{Entry, Live, Waiting};
 use crate::note::Note;
 use crate::scheduler::{Expire, Scheduler};

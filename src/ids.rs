@@ -34,8 +34,7 @@ pub fn new_choice_id(now: Millis) -> anyhow::Result<String> {
 pub fn new_key() -> anyhow::Result<String> {
     loop {
         let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
         let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         // One in 32 draws starts with `-` or `_`; draw again rather than shift the bits.
         if !key.starts_with(['-', '_']) {

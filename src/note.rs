@@ -45,7 +45,7 @@ impl Level {
 
 /// The note as programs send it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[schema(example = json!({"source": "nightly-build", "kind": "started", "message": "build 1234 started"}))]
 pub struct NoteRequest {
     /// The program, 1 to 64 characters.

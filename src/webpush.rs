@@ -33,16 +33,21 @@ const TOKEN_LIFETIME_S: i64 = 12 * 3600;
 const DEVICES_FRESH: Duration = Duration::from_secs(5);
 const MAX_ENDPOINT: usize = 2048;
 
-/// A browser's `PushSubscription`, as its `toJSON()` gives it (its `expirationTime` is
-/// ignored: a push service says when a subscription has ended).
+/// A browser's `PushSubscription`, as its `toJSON()` gives it.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Subscription {
     /// The push service's URL for this browser: `https://`, or `http://` on a loopback host.
     endpoint: String,
+    /// Accepted and ignored: a push service says when a subscription has ended.
+    #[serde(rename = "expirationTime", default)]
+    #[allow(dead_code)]
+    expiration_time: Option<f64>,
     keys: SubscriptionKeys,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct SubscriptionKeys {
     /// P-256 public key, uncompressed (65 bytes), base64url.
     p256dh: String,

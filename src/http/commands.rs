@@ -17,7 +17,7 @@ use crate::views;
 
 /// The fields any command may carry, from JSON or a form, before they mean anything.
 #[derive(Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[schema(example = json!({"selection": ["yes"], "annotation": "looks good"}))]
 pub struct CommandBody {
     /// submit: the chosen option ids.
@@ -101,9 +101,9 @@ impl CommandBody {
     }
 
     /// What the action with these fields asks of the choice.
-    pub fn into_command(self, action: &str) -> Result<Command, AppError> {
+    pub fn into_command(self, action: Action) -> Result<Command, AppError> {
         Ok(match action {
-            "submit" => Command::Submit(Answer {
+            Action::Submit => Command::Submit(Answer {
                 selection: match self.selection {
                     Selection::None => Vec::new(),
                     Selection::One(id) => vec![id],
@@ -114,10 +114,10 @@ impl CommandBody {
                 option_annotations: self.option_annotations,
                 approver_key: self.approver_key.filter(|key| !key.is_empty()),
             }),
-            "cancel" => Command::Cancel {
+            Action::Cancel => Command::Cancel {
                 annotation: self.annotation,
             },
-            "timeout" => match (self.seconds, self.add) {
+            Action::Timeout => match (self.seconds, self.add) {
                 (Some(seconds), _) => Command::SetTimeout {
                     ms: seconds_to_ms("seconds", seconds)?,
                 },
@@ -131,11 +131,51 @@ impl CommandBody {
                     ));
                 }
             },
-            "pause" => Command::Pause,
-            "resume" => Command::Resume,
-            "reset" => Command::Reset,
-            _ => return Err(AppError::NotFound),
+            Action::Pause => Command::Pause,
+            Action::Resume => Command::Resume,
+            Action::Reset => Command::Reset,
         })
+    }
+}
+
+/// What `POST /choice/{id}/{action}` can ask, by its name in the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Submit,
+    Cancel,
+    Timeout,
+    Pause,
+    Resume,
+    Reset,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::Submit,
+        Action::Cancel,
+        Action::Timeout,
+        Action::Pause,
+        Action::Resume,
+        Action::Reset,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Submit => "submit",
+            Action::Cancel => "cancel",
+            Action::Timeout => "timeout",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Reset => "reset",
+        }
+    }
+
+    /// The action of that name; anything else is a 404 that lists the actions there are.
+    pub fn parse(name: &str) -> Result<Action, AppError> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| AppError::NoSuchAction(name.chars().take(64).collect()))
     }
 }
 
@@ -189,6 +229,7 @@ pub async fn command(
     };
     let started = std::time::Instant::now();
     let result = async {
+        let action = Action::parse(&action)?;
         let mut fields = CommandBody::from_request(&headers, &body)?;
         if fields.approver_key.is_none() {
             fields.approver_key = params.text("as").map(str::to_string);
@@ -198,7 +239,7 @@ pub async fn command(
             Some("push") => Via::Push,
             Some(_) => return Err(AppError::invalid("via", "via is push, or left out")),
         };
-        let command = fields.into_command(&action)?;
+        let command = fields.into_command(action)?;
         Ok::<_, AppError>(
             state
                 .engine

@@ -143,6 +143,8 @@ pub enum AppError {
     /// A vote on a choice that approvers decide, without one of its approvers' keys.
     NotAnApprover(String),
     NotFound,
+    /// `POST /choice/{id}/{action}` with an action there is not (the name, cut to 64 characters).
+    NoSuchAction(String),
     /// No Web Push device with that id.
     NoSuchDevice,
     AlreadyFinal,
@@ -174,7 +176,9 @@ impl AppError {
             AppError::Malformed(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::ForbiddenOrigin | AppError::NotAnApprover(_) => StatusCode::FORBIDDEN,
-            AppError::NotFound | AppError::NoSuchDevice => StatusCode::NOT_FOUND,
+            AppError::NotFound | AppError::NoSuchAction(_) | AppError::NoSuchDevice => {
+                StatusCode::NOT_FOUND
+            }
             AppError::AlreadyFinal | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -191,7 +195,9 @@ impl AppError {
             AppError::Unauthorized => ErrorCode::Unauthorized,
             AppError::ForbiddenOrigin => ErrorCode::ForbiddenOrigin,
             AppError::NotAnApprover(_) => ErrorCode::NotAnApprover,
-            AppError::NotFound | AppError::NoSuchDevice => ErrorCode::NotFound,
+            AppError::NotFound | AppError::NoSuchAction(_) | AppError::NoSuchDevice => {
+                ErrorCode::NotFound
+            }
             AppError::AlreadyFinal => ErrorCode::AlreadyFinal,
             AppError::Conflict(_) => ErrorCode::Conflict,
             AppError::TooLarge => ErrorCode::TooLarge,
@@ -216,6 +222,13 @@ impl AppError {
             }
             AppError::ForbiddenOrigin => "this request came from another site".into(),
             AppError::NotFound => "no such choice".into(),
+            AppError::NoSuchAction(name) => {
+                let actions: Vec<&str> = super::commands::Action::ALL
+                    .iter()
+                    .map(|a| a.name())
+                    .collect();
+                format!("no such action: {name} ({})", actions.join(", "))
+            }
             AppError::NoSuchDevice => "no such push subscription".into(),
             AppError::AlreadyFinal => {
                 "the choice is already submitted, cancelled or timed out".into()

@@ -387,6 +387,12 @@ impl Params {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| AppError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    from_json(value)
+}
+
+/// A parsed JSON object into `T`. An error names the field at fault: the one of the wrong type,
+/// or the one `T` does not have (a typo is refused, never silently ignored).
+pub fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
     if !value.is_object() {
         return Err(AppError::Invalid {
             field: None,

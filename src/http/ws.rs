@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::commands::CommandBody;
+use super::commands::{Action, CommandBody};
 use super::limits::{self, ClientIp, StreamKind, StreamPermit};
 use super::{AppError, AppState, Params, PathIds, log, viewer_of};
 use crate::choice::{Actor, Status, Via};
@@ -248,14 +248,14 @@ async fn serve_choice(
 /// gets an error message and the socket stays open.
 async fn handle(state: &AppState, id: &str, by: &Option<String>, body: &str) -> Option<Message> {
     let parsed: Result<(String, CommandBody), AppError> = (|| {
-        let value: serde_json::Value = serde_json::from_str(body)
+        let mut value: serde_json::Value = serde_json::from_str(body)
             .map_err(|e| AppError::Malformed(format!("not JSON: {e}")))?;
-        let kind = value
-            .get("type")
-            .and_then(|t| t.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| AppError::invalid("type", "every message needs a type"))?;
-        Ok((kind, super::parse_json(body.as_bytes())?))
+        // Parsed once: the type is taken out, the rest are the command's fields.
+        let kind = match value.as_object_mut().and_then(|o| o.remove("type")) {
+            Some(serde_json::Value::String(kind)) => kind,
+            _ => return Err(AppError::invalid("type", "every message needs a type")),
+        };
+        Ok((kind, super::from_json(value)?))
     })();
     let (kind, fields) = match parsed {
         Ok(parsed) => parsed,
@@ -263,14 +263,16 @@ async fn handle(state: &AppState, id: &str, by: &Option<String>, body: &str) -> 
     };
     let action = match kind.as_str() {
         "ping" => return Some(text(json!({"type": "pong"}))),
-        "update_timeout" => "timeout",
-        "pause" | "resume" | "reset" | "submit" | "cancel" => kind.as_str(),
-        other => {
-            return Some(error_message(&AppError::invalid(
-                "type",
-                format!("unknown message type {other:?}"),
-            )));
-        }
+        "update_timeout" => Some(Action::Timeout),
+        // A socket says update_timeout for it.
+        "timeout" => None,
+        other => Action::parse(other).ok(),
+    };
+    let Some(action) = action else {
+        return Some(error_message(&AppError::invalid(
+            "type",
+            format!("unknown message type {kind:?}"),
+        )));
     };
     let started = std::time::Instant::now();
     let result = async {
@@ -286,7 +288,7 @@ async fn handle(state: &AppState, id: &str, by: &Option<String>, body: &str) -> 
             .map_err(AppError::from)
     }
     .await;
-    state.record_command(action, &result, started);
+    state.record_command(action.name(), &result, started);
     result.err().map(|e| error_message(&e))
 }
 

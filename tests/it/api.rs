@@ -390,8 +390,12 @@ async fn new_ids_never_look_like_flags_and_ids_of_the_old_form_still_resolve() {
         .await
         .expect("the test's database");
     for statement in [
-        format!("UPDATE choices SET id = '{old}', state = REPLACE(state, '{id}', '{old}') WHERE id = '{id}'"),
-        format!("UPDATE events SET choice_id = '{old}', data = REPLACE(data, '{id}', '{old}') WHERE choice_id = '{id}'"),
+        format!(
+            "UPDATE choices SET id = '{old}', state = REPLACE(state, '{id}', '{old}') WHERE id = '{id}'"
+        ),
+        format!(
+            "UPDATE events SET choice_id = '{old}', data = REPLACE(data, '{id}', '{old}') WHERE choice_id = '{id}'"
+        ),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(&mut db)
@@ -402,6 +406,116 @@ async fn new_ids_never_look_like_flags_and_ids_of_the_old_form_still_resolve() {
     assert_eq!((status, choice["id"].as_str()), (StatusCode::OK, Some(old)));
     let page = app.get_with(&format!("/choice/{old}"), &[]).await;
     assert_eq!(page.status(), StatusCode::OK);
-    let (status, after) = app.command(old, "submit", json!({"selection": ["yes"]})).await;
-    assert_eq!((status, after["status"].as_str()), (StatusCode::OK, Some("submitted")));
+    let (status, after) = app
+        .command(old, "submit", json!({"selection": ["yes"]}))
+        .await;
+    assert_eq!(
+        (status, after["status"].as_str()),
+        (StatusCode::OK, Some("submitted"))
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_field_in_a_json_body_is_a_422_naming_it_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    // Create: a typo'd timeout would have meant the 5-minute default.
+    let (status, body) = app
+        .post_json(
+            "/api/choices",
+            &json!({"title": "x", "options": [{"id": "a"}], "timout_seconds": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!((code(&body), field(&body)), ("invalid", "timout_seconds"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("timout_seconds")),
+        "{body}"
+    );
+    let (status, body) = app
+        .post_json(
+            "/api/choices",
+            &json!({"title": "x", "options": [{"id": "a"}, {"id": "b", "lable": "B"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(field(&body), "options[1].lable");
+    let (_, list) = app.get_json("/api/choices").await;
+    assert_eq!(list["choices"], json!([]), "nothing was created: {list}");
+
+    // A command.
+    let id = id_of(&app.create_yes_no(600.0).await);
+    let (status, body) = app
+        .command(
+            &id,
+            "submit",
+            json!({"selection": ["yes"], "anotation": "ok"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!((code(&body), field(&body)), ("invalid", "anotation"));
+    let (status, body) = app.command(&id, "timeout", json!({"secs": 60})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(field(&body), "secs");
+    assert_eq!(
+        app.choice(&id).await["version"],
+        1,
+        "the choice is unchanged"
+    );
+
+    // A form stays lenient: a browser sends what the page holds.
+    let r = app
+        .post_with(
+            &format!("/choice/{id}/submit"),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("accept", "application/json"),
+            ],
+            "selection=yes&csrf_whatever=1",
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A note.
+    let (status, body) = app
+        .post_json(
+            "/api/notes",
+            &json!({"source": "ci", "message": "hi", "levle": "error"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(field(&body), "levle");
+    let (_, notes) = app.get_json("/api/notes").await;
+    assert_eq!(notes["notes"], json!([]), "no note was kept: {notes}");
+}
+
+#[tokio::test]
+async fn an_unknown_action_is_a_404_that_lists_the_actions_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(600.0).await);
+    for body in [
+        json!({}),
+        json!({"selection": ["yes"]}),
+        json!({"nonsense": 1}),
+    ] {
+        let (status, error) = app.command(&id, "explode", body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+        assert_eq!(code(&error), "not_found");
+        assert_eq!(
+            error["error"]["message"],
+            "no such action: explode (submit, cancel, timeout, pause, resume, reset)"
+        );
+    }
+    let page = app
+        .post_form(&format!("/choice/{id}/explode"), &[("selection", "yes")])
+        .await;
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("no such action: explode"), "{html}");
+    // An unknown choice is still "no such choice".
+    let (status, error) = app.command("nope", "submit", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error["error"]["message"], "no such choice");
+    assert_eq!(app.choice(&id).await["version"], 1, "nothing changed");
 }

@@ -299,6 +299,12 @@ async fn a_malformed_subscription_is_refused_by_name_and_nothing_is_stored() {
         (with(&["endpoint"], json!("not a url")), "endpoint"),
         (with(&["keys", "p256dh"], json!("AAAA")), "keys.p256dh"),
         (with(&["keys", "auth"], json!("c2hvcnQ")), "keys.auth"),
+        // A typo is refused by name, never ignored.
+        (
+            with(&["endpoints"], json!("https://push.example/abc")),
+            "endpoints",
+        ),
+        (with(&["keys", "p256"], json!("AAAA")), "keys.p256"),
     ] {
         let (status, error) = app.post_json("/api/push/subscriptions", &body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {error}");

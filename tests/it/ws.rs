@@ -105,6 +105,12 @@ async fn bad_messages_get_errors_with_the_http_codes_and_the_socket_stays_open()
         (error["code"].as_str(), error["field"].as_str()),
         (Some("invalid"), Some("seconds"))
     );
+    send(&mut ws, json!({"type": "update_timeout", "secs": 60})).await;
+    let error = until_type(&mut ws, "error", Duration::from_secs(1)).await;
+    assert_eq!(
+        (error["code"].as_str(), error["field"].as_str()),
+        (Some("invalid"), Some("secs"))
+    );
     send(&mut ws, json!({"type": "submit", "selection": ["maybe"]})).await;
     assert_eq!(
         until_type(&mut ws, "error", Duration::from_secs(1)).await["code"],
