@@ -175,7 +175,11 @@ impl Action {
         Action::ALL
             .into_iter()
             .find(|a| a.name() == name)
-            .ok_or_else(|| AppError::NoSuchAction(name.chars().take(64).collect()))
+            .ok_or_else(|| {
+                let name: String = name.chars().take(64).collect();
+                let actions: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+                AppError::NoSuchAction(format!("no such action: {name} ({})", actions.join(", ")))
+            })
     }
 }
 

@@ -143,7 +143,8 @@ pub enum AppError {
     /// A vote on a choice that approvers decide, without one of its approvers' keys.
     NotAnApprover(String),
     NotFound,
-    /// `POST /choice/{id}/{action}` with an action there is not (the name, cut to 64 characters).
+    /// `POST /choice/{id}/{action}` with an action there is not: the message names it and
+    /// lists those there are.
     NoSuchAction(String),
     /// No Web Push device with that id.
     NoSuchDevice,
@@ -222,13 +223,7 @@ impl AppError {
             }
             AppError::ForbiddenOrigin => "this request came from another site".into(),
             AppError::NotFound => "no such choice".into(),
-            AppError::NoSuchAction(name) => {
-                let actions: Vec<&str> = super::commands::Action::ALL
-                    .iter()
-                    .map(|a| a.name())
-                    .collect();
-                format!("no such action: {name} ({})", actions.join(", "))
-            }
+            AppError::NoSuchAction(m) => m.clone(),
             AppError::NoSuchDevice => "no such push subscription".into(),
             AppError::AlreadyFinal => {
                 "the choice is already submitted, cancelled or timed out".into()
