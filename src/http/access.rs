@@ -170,14 +170,24 @@ fn login_page(status: StatusCode, next: &str, error: Option<&str>, bounce: bool)
         .into_response()
 }
 
-/// Where to go after signing in: a path on this server, never another site.
+/// A redirect target from a request (`next`, `back`), if it stays on this site: a path of
+/// ours. Browsers read `\\` as `/` and drop tabs and newlines, so `/\\evil.example` and
+/// `/\t/evil.example` would leave for another host as surely as `//evil.example`; anything
+/// with a scheme or a host is refused outright. The one check for every redirect target.
+pub fn local_path(target: &str) -> Option<&str> {
+    let mut after_slash = target.strip_prefix('/')?.chars();
+    let local = !matches!(after_slash.next(), Some('/' | '\\'))
+        && !target.contains('\\')
+        && !target.chars().any(char::is_control)
+        && target.len() <= 2000;
+    local.then_some(target)
+}
+
+/// Where to go after signing in: a path on this server (not the sign-in form again).
 fn safe_next(next: &str) -> &str {
-    let local = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.contains('\\')
-        && next.len() <= 2000
-        && !next.starts_with("/login");
-    if local { next } else { "/" }
+    local_path(next)
+        .filter(|path| !path.starts_with("/login"))
+        .unwrap_or("/")
 }
 
 #[derive(serde::Deserialize)]
@@ -313,6 +323,30 @@ mod tests {
             "/login",
         ] {
             assert_eq!(safe_next(bad), "/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_target_is_a_path_of_ours_or_nothing() {
+        for good in ["/", "/choice/abc", "/board?source=ci&level=error", "/%2F%2Fevil.example"] {
+            assert_eq!(local_path(good), Some(good), "{good}");
+        }
+        for bad in [
+            "",
+            "choice/abc",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "/\\/evil.example",
+            "\\\\evil.example",
+            "/x\\..\\..\\evil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            " /choice/abc",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
         }
     }
 }

@@ -206,8 +206,10 @@ pub async fn set_name(
     for (key, value) in form_urlencoded::parse(&body) {
         match &*key {
             "name" => name = value.trim().to_string(),
-            "back" if value.starts_with('/') && !value.starts_with("//") => {
-                back = value.into_owned()
+            "back" => {
+                if let Some(path) = super::access::local_path(&value) {
+                    back = path.to_string();
+                }
             }
             _ => {}
         }

@@ -285,18 +285,43 @@ async fn the_dashboard_asks_for_the_token_once_then_a_cookie_keeps_it() {
     assert!(set_cookie(&r).unwrap().contains("Max-Age=0"));
 }
 
+/// Targets a browser would follow to another host: backslashes (read as slashes), `//`, tabs
+/// and newlines (dropped), absolute URLs.
+const ELSEWHERE: &[&str] = &[
+    "//evil.example/",
+    "///evil.example/",
+    "https://evil.example/",
+    "javascript:alert(1)",
+    "/\\evil.example",
+    "/\\/evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+];
+
 #[tokio::test]
 async fn sign_in_never_sends_the_browser_to_another_site() {
     let app = with_token().await;
-    for next in [
-        "//evil.example/",
-        "https://evil.example/",
-        "/\\evil.example",
-    ] {
+    for next in ELSEWHERE {
         let r = app
             .post_form("/login", &[("token", TOKEN), ("next", next)])
             .await;
-        assert_eq!(r.headers()["location"], "/", "{next}");
+        assert_eq!(r.headers()["location"], "/", "{next:?}");
+    }
+}
+
+#[tokio::test]
+async fn naming_yourself_never_sends_the_browser_to_another_site() {
+    let app = TestApp::spawn().await;
+    for back in ELSEWHERE {
+        let r = app.post_form("/name", &[("name", "x"), ("back", back)]).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{back:?}");
+        assert_eq!(r.headers()["location"], "/", "{back:?}");
+    }
+    // Encoded, a slash or backslash is part of a path of ours, and stays one.
+    for back in ["/choice/abc", "/%2F%2Fevil.example", "/%5Cevil.example"] {
+        let r = app.post_form("/name", &[("name", "x"), ("back", back)]).await;
+        assert_eq!(r.headers()["location"], *back, "{back:?}");
     }
 }
 
