@@ -11,7 +11,7 @@ use axum::response::Response;
 use futures_util::Stream;
 
 use super::limits::{ClientIp, StreamKind};
-use super::{AppError, AppState, PathIds, viewer_of};
+use super::{AppError, AppState, Asks, PathIds, Wants, viewer_of};
 use crate::frame::{self, Part};
 
 /// A comment line; proxies and browsers keep the connection open.
@@ -129,10 +129,9 @@ enum Dialect {
 
 impl Dialect {
     fn of(headers: &HeaderMap) -> Dialect {
-        if headers.contains_key("hx-request") {
-            Dialect::Htmx
-        } else {
-            Dialect::Named
+        match Asks::of(headers).or(Wants::Json) {
+            Wants::Fragment => Dialect::Htmx,
+            Wants::Json | Wants::Page => Dialect::Named,
         }
     }
 
