@@ -328,7 +328,12 @@ mod tests {
 
     #[test]
     fn a_redirect_target_is_a_path_of_ours_or_nothing() {
-        for good in ["/", "/choice/abc", "/board?source=ci&level=error", "/%2F%2Fevil.example"] {
+        for good in [
+            "/",
+            "/choice/abc",
+            "/board?source=ci&level=error",
+            "/%2F%2Fevil.example",
+        ] {
             assert_eq!(local_path(good), Some(good), "{good}");
         }
         for bad in [

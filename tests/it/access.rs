@@ -314,13 +314,17 @@ async fn sign_in_never_sends_the_browser_to_another_site() {
 async fn naming_yourself_never_sends_the_browser_to_another_site() {
     let app = TestApp::spawn().await;
     for back in ELSEWHERE {
-        let r = app.post_form("/name", &[("name", "x"), ("back", back)]).await;
+        let r = app
+            .post_form("/name", &[("name", "x"), ("back", back)])
+            .await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{back:?}");
         assert_eq!(r.headers()["location"], "/", "{back:?}");
     }
     // Encoded, a slash or backslash is part of a path of ours, and stays one.
     for back in ["/choice/abc", "/%2F%2Fevil.example", "/%5Cevil.example"] {
-        let r = app.post_form("/name", &[("name", "x"), ("back", back)]).await;
+        let r = app
+            .post_form("/name", &[("name", "x"), ("back", back)])
+            .await;
         assert_eq!(r.headers()["location"], *back, "{back:?}");
     }
 }
