@@ -4,10 +4,12 @@
 //!
 //! - [`choice`] — the pure state machine: what a choice is, the commands, the events they cause.
 //!   No clock, no I/O; everything else wraps it.
-//! - [`store`] — the only module that speaks SQL (SQLite or PostgreSQL): `choices` and the
-//!   append-only `events` log, written in group-committed batches.
+//! - [`store`] — the only module that speaks SQL (SQLite or PostgreSQL), a file for each thing
+//!   it is about: `database` (pool, migrations, LISTEN), `choices` (choices and the append-only
+//!   `events` log, retention), `notes`, `push` (devices, secrets), `batch` (the writer's
+//!   group-committed transaction).
 //! - [`engine`] — the only path that changes a choice: transition, store, update the live
-//!   state, publish.
+//!   state, publish; `writer` (its thread, group commit), `follow` (other nodes' commits).
 //! - [`live`] — the live state: every active choice in memory with its rendered frames and its
 //!   own channels, and a bounded cache of the rest. Every read is served from it.
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
