@@ -8,7 +8,8 @@ run *ARGS:
 test:
     cargo test
 
-# What CI runs: install PostgreSQL and Chromium when missing, then the suite with both required
+# What CI runs: install PostgreSQL, Chromium and the MCP SDK when missing, then the suite with
+# all three required
 ci:
     CI=true bash .ci/run
 

@@ -18,8 +18,8 @@ pub struct TestApp {
 }
 
 /// Whether this test run uses PostgreSQL for every `TestApp::spawn()`: set by
-/// `CHOICEBOARD_TEST_BACKEND=postgres` (the whole-suite test in `postgres.rs` sets it for
-/// its child run).
+/// `CHOICEBOARD_TEST_BACKEND=postgres` (the whole-suite test in `tests/components/postgres.rs`
+/// sets it for its child runs).
 pub fn on_postgres() -> bool {
     std::env::var("CHOICEBOARD_TEST_BACKEND").is_ok_and(|v| v == "postgres")
 }
@@ -503,8 +503,9 @@ impl SseClient {
 }
 
 /// Held by the tests that are both heavy and timed (Chromium, a thousand sockets, two thousand
-/// streams): one at a time, across this run and the PostgreSQL run it starts beside it (a lock
-/// on a file both processes open), so two of them never share the two cores' time.
+/// streams): one at a time, across every test process of a `cargo test` (both test binaries and
+/// the PostgreSQL runs the whole-suite test starts beside them: a lock on a file in
+/// `CARGO_TARGET_TMPDIR` they all open), so two of them never share the two cores' time.
 pub async fn heavy_and_timed() -> std::fs::File {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("heavy-and-timed.lock");
     tokio::task::spawn_blocking(move || {

@@ -4,8 +4,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::browser_keys::BrowserKeys;
 use crate::helpers::{TestApp, id_of};
-use crate::webpush::BrowserKeys;
 
 /// Checks `value` against `schema` (the subset of JSON Schema utoipa writes: `$ref`, `type`,
 /// `enum`, `properties`, `required`, `items`, `oneOf`/`anyOf`/`allOf`). An object may carry

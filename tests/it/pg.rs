@@ -7,12 +7,14 @@
 //! server and removes its directory as soon as the test process is gone (however it ended).
 //!
 //! `CHOICEBOARD_TEST_POSTGRES=postgres://USER@HOST:PORT` uses that server instead (the whole-
-//! suite test hands its throwaway server to the child run this way). When PostgreSQL is
-//! missing, [`server_or_skip`] prints "skipped: PostgreSQL not found", unless
-//! `CHOICEBOARD_REQUIRE` names `postgres` (as `.ci/run` does): then the test fails.
+//! suite test hands its throwaway server to the child runs this way).
+//!
+//! Shared by both test binaries (`tests/components` includes this file by path). The tests that
+//! need PostgreSQL are in `tests/components`: [`available`] decides there, without starting
+//! anything, whether they run or are reported `ignored`; once running, they take the server
+//! with [`server_or_panic`].
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -40,33 +42,19 @@ pub fn server() -> Result<&'static PgServer, String> {
         .map_err(Clone::clone)
 }
 
-/// Whether the tests must fail rather than skip without PostgreSQL.
-pub fn required() -> bool {
-    std::env::var("CHOICEBOARD_REQUIRE").is_ok_and(|v| v.contains("postgres"))
+/// Whether [`server`] can have a server, judged without starting one: `CHOICEBOARD_TEST_POSTGRES`
+/// is set, or the binaries are there (and, as root, the `postgres` user to run them). `Err` says
+/// what is missing. A server that is there but fails to start fails its tests.
+pub fn available() -> Result<(), String> {
+    match std::env::var("CHOICEBOARD_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Ok(()),
+        _ => binaries().map(|_| ()),
+    }
 }
 
-/// The shared server for a test that needs PostgreSQL; `None` (after saying so) when there
-/// is none and it is not required.
-pub fn server_or_skip() -> Option<&'static PgServer> {
-    match server() {
-        Ok(server) => Some(server),
-        Err(why) if required() => {
-            panic!("PostgreSQL is required (CHOICEBOARD_REQUIRE) but unavailable: {why}")
-        }
-        Err(why) => {
-            // Straight to stderr, past the test harness's capture, so it shows in a plain
-            // `cargo test` (the test itself then passes).
-            let test = std::thread::current()
-                .name()
-                .unwrap_or("a test")
-                .to_string();
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "skipped: PostgreSQL not found ({why}): {test}"
-            );
-            None
-        }
-    }
+/// The shared server for a test that needs PostgreSQL; without one the test fails, saying why.
+pub fn server_or_panic() -> &'static PgServer {
+    server().unwrap_or_else(|why| panic!("PostgreSQL is unavailable: {why}"))
 }
 
 /// A new, empty database on `server`; returns its URL.
@@ -98,7 +86,8 @@ pub fn database_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
 }
 
-fn start() -> Result<PgServer, String> {
+/// The directory holding `initdb` and `pg_ctl`, and whether they must run as `postgres`.
+fn binaries() -> Result<(PathBuf, bool), String> {
     let bin = find_binaries().ok_or_else(|| {
         "no initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin".to_string()
     })?;
@@ -106,6 +95,11 @@ fn start() -> Result<PgServer, String> {
     if as_root && !user_exists("postgres") {
         return Err("running as root and there is no `postgres` user to run the server".into());
     }
+    Ok((bin, as_root))
+}
+
+fn start() -> Result<PgServer, String> {
+    let (bin, as_root) = binaries()?;
     let dir = tempfile::Builder::new()
         .prefix("choiceboard-pg-")
         .tempdir()

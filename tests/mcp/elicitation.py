@@ -1,7 +1,7 @@
 """Elicitation through the official MCP Python SDK: a client that can ask its user is asked the
-choice's question too. Run by tests/it/mcp_http.rs with the base URL and the mode: "legacy"
-(2025-11-25, a session: the server sends an elicitation request) or "2026-07-28" (no session:
-the call answers input_required, and the SDK retries it with its user's answer).
+choice's question too. Run by tests/components/mcp_http.rs with the base URL and the mode:
+"legacy" (2025-11-25, a session: the server sends an elicitation request) or "2026-07-28" (no
+session: the call answers input_required, and the SDK retries it with its user's answer).
 
 1. The callback answers "b" with a note: the call returns it, and the choice was decided
    via "mcp-elicitation" (its JSON and its page say so).

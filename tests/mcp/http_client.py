@@ -1,8 +1,8 @@
 """The official MCP Python SDK (`mcp` on PyPI) against choiceboard's `/mcp`.
 
-Run by tests/it/mcp_http.rs with the server's base URL, the protocol mode to connect with
-("legacy": 2025-11-25 with initialize; "2026-07-28": without it), and the token if the server
-has one. Every check is an assert: a failure exits non-zero with the reason.
+Run by tests/components/mcp_http.rs with the server's base URL, the protocol mode to connect
+with ("legacy": 2025-11-25 with initialize; "2026-07-28": without it), and the token if the
+server has one. Every check is an assert: a failure exits non-zero with the reason.
 """
 
 import asyncio

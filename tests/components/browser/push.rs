@@ -12,9 +12,21 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Browser, Page, screenshot_path, with_browser};
+use crate::browser_keys::BrowserKeys;
 use crate::helpers::{TestApp, id_of};
 use crate::receiver::{pushes_matching, receiver};
-use crate::webpush::BrowserKeys;
+use crate::{Component, Test};
+
+/// This module's tests, in the order they are listed: each needs Chromium.
+pub fn tests() -> Vec<Test> {
+    trials!(
+        Component::Chromium,
+        [
+            without_a_push_service_the_button_says_why_and_nothing_is_stored,
+            a_subscribed_phone_shows_the_push_with_its_buttons_and_a_tap_answers,
+        ]
+    )
+}
 
 /// The dashboard at phone width, notifications allowed, after `init_script` (if any) runs
 /// in every document of the tab.
@@ -42,7 +54,6 @@ async fn dashboard(browser: &Browser, app: &TestApp, init_script: Option<String>
     page
 }
 
-#[tokio::test]
 async fn without_a_push_service_the_button_says_why_and_nothing_is_stored() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -70,7 +81,6 @@ async fn without_a_push_service_the_button_says_why_and_nothing_is_stored() {
     .await;
 }
 
-#[tokio::test]
 async fn a_subscribed_phone_shows_the_push_with_its_buttons_and_a_tap_answers() {
     with_browser(|browser| async move {
         let (service, got) = receiver(201, Duration::ZERO).await;

@@ -7,6 +7,15 @@ use serde_json::json;
 
 use super::{Page, screenshot_path, with_browser};
 use crate::helpers::id_of;
+use crate::{Component, Test};
+
+/// This module's tests, in the order they are listed: each needs Chromium.
+pub fn tests() -> Vec<Test> {
+    trials!(
+        Component::Chromium,
+        [two_approvers_vote_on_their_links_and_a_watcher_sees_each_vote_then_the_result,]
+    )
+}
 
 async fn open(page: &Page, url: &str) {
     page.goto(url).await;
@@ -17,7 +26,6 @@ async fn open(page: &Page, url: &str) {
     .await;
 }
 
-#[tokio::test]
 async fn two_approvers_vote_on_their_links_and_a_watcher_sees_each_vote_then_the_result() {
     with_browser(|browser| async move {
         let app = crate::helpers::TestApp::spawn().await;

@@ -2,9 +2,9 @@
 //! and the log), races between nodes have exactly one winner, and a node that dies or loses
 //! its LISTEN connection costs nothing.
 //!
-//! These run on the throwaway PostgreSQL server of `pg.rs` in the ordinary (SQLite) run and
-//! print "skipped: PostgreSQL not found" without one (or fail, when `CHOICEBOARD_REQUIRE`
-//! names `postgres`).
+//! These run on the throwaway PostgreSQL server of `tests/it/pg.rs`. Without PostgreSQL they are
+//! reported `ignored` (see `main.rs`), or run and fail when `CHOICEBOARD_REQUIRE` names
+//! `postgres`.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -16,14 +16,33 @@ use crate::helpers::{
     ServerProcess, SseClient, TestApp, code, id_of, now_ms, rfc3339_ms, submit_all_at_once,
 };
 use crate::pg;
+use crate::{Component, Test};
 
-/// Two in-process nodes on one fresh database, or `None` when PostgreSQL is missing.
-async fn two_nodes() -> Option<(TestApp, TestApp)> {
-    let server = pg::server_or_skip()?;
+/// This module's tests, in the order they are listed: each needs PostgreSQL.
+pub fn tests() -> Vec<Test> {
+    trials!(
+        Component::Postgres,
+        [
+            a_choice_created_on_a_is_listed_and_readable_on_b,
+            a_submit_on_a_reaches_a_long_poll_waiter_on_b_within_a_second,
+            changes_on_a_reach_an_sse_viewer_on_b_within_a_second,
+            of_fifty_concurrent_submits_spread_over_two_nodes_exactly_one_wins,
+            a_deadline_fires_exactly_once_with_both_nodes_up,
+            node_b_keeps_serving_when_node_a_is_killed_and_a_restarted_catches_up,
+            a_node_that_loses_its_listen_connection_says_degraded_and_catches_up,
+            a_poller_never_skips_an_event_while_two_nodes_write_at_once,
+            a_change_on_a_is_in_bs_memory_before_b_publishes_it,
+        ]
+    )
+}
+
+/// Two in-process nodes on one fresh database.
+async fn two_nodes() -> (TestApp, TestApp) {
+    let server = pg::server_or_panic();
     let database = pg::fresh_database(server).await;
     let a = TestApp::spawn_on(&database).await;
     let b = TestApp::spawn_on(&database).await;
-    Some((a, b))
+    (a, b)
 }
 
 /// Waits on `node` for the choice to become final; resolves with when it answered.
@@ -45,11 +64,8 @@ async fn health(node: &TestApp) -> (StatusCode, Value) {
     node.get_json("/healthz").await
 }
 
-#[tokio::test]
 async fn a_choice_created_on_a_is_listed_and_readable_on_b() {
-    let Some((a, b)) = two_nodes().await else {
-        return;
-    };
+    let (a, b) = two_nodes().await;
     assert_eq!(
         health(&b).await,
         (
@@ -103,11 +119,8 @@ async fn a_choice_created_on_a_is_listed_and_readable_on_b() {
     println!("paused on A {:?} after the pause on B", started.elapsed());
 }
 
-#[tokio::test]
 async fn a_submit_on_a_reaches_a_long_poll_waiter_on_b_within_a_second() {
-    let Some((a, b)) = two_nodes().await else {
-        return;
-    };
+    let (a, b) = two_nodes().await;
     // Two clocks per change: from the submit leaving the client for A (includes A's commit),
     // and from A's acknowledgement (what NOTIFY, B's read of the log and B's publish add).
     let mut from_sent = Vec::with_capacity(100);
@@ -157,11 +170,8 @@ async fn a_submit_on_a_reaches_a_long_poll_waiter_on_b_within_a_second() {
     );
 }
 
-#[tokio::test]
 async fn changes_on_a_reach_an_sse_viewer_on_b_within_a_second() {
-    let Some((a, b)) = two_nodes().await else {
-        return;
-    };
+    let (a, b) = two_nodes().await;
     let id = id_of(&a.create_yes_no(600.0).await);
     let mut viewer =
         SseClient::connect(&b.client, &b.url(&format!("/choice/{id}/events")), None).await;
@@ -206,11 +216,8 @@ async fn changes_on_a_reach_an_sse_viewer_on_b_within_a_second() {
     );
 }
 
-#[tokio::test]
 async fn of_fifty_concurrent_submits_spread_over_two_nodes_exactly_one_wins() {
-    let Some((a, b)) = two_nodes().await else {
-        return;
-    };
+    let (a, b) = two_nodes().await;
     let id = id_of(&a.create_yes_no(60.0).await);
     let mut ok = Vec::new();
     let mut already_final = 0;
@@ -239,11 +246,8 @@ async fn of_fifty_concurrent_submits_spread_over_two_nodes_exactly_one_wins() {
     }
 }
 
-#[tokio::test]
 async fn a_deadline_fires_exactly_once_with_both_nodes_up() {
-    let Some((a, b)) = two_nodes().await else {
-        return;
-    };
+    let (a, b) = two_nodes().await;
     // Each node knows every deadline (its own creates, and the other's through LISTEN), so
     // both try to expire each choice; the version check lets exactly one succeed.
     let mut created = Vec::new();
@@ -303,11 +307,8 @@ async fn a_deadline_fires_exactly_once_with_both_nodes_up() {
     );
 }
 
-#[tokio::test]
 async fn node_b_keeps_serving_when_node_a_is_killed_and_a_restarted_catches_up() {
-    let Some(server) = pg::server_or_skip() else {
-        return;
-    };
+    let server = pg::server_or_panic();
     let database = pg::fresh_database(server).await;
     let node_a = ServerProcess::start(&database, &[]).await;
     let b = TestApp::spawn_on(&database).await;
@@ -424,11 +425,8 @@ async fn node_b_keeps_serving_when_node_a_is_killed_and_a_restarted_catches_up()
     node_a.kill9().await;
 }
 
-#[tokio::test]
 async fn a_node_that_loses_its_listen_connection_says_degraded_and_catches_up() {
-    let Some(server) = pg::server_or_skip() else {
-        return;
-    };
+    let server = pg::server_or_panic();
     let database = pg::fresh_database(server).await;
     let a = TestApp::spawn_on(&database).await;
     let b = TestApp::spawn_on(&database).await;
@@ -504,11 +502,8 @@ async fn a_node_that_loses_its_listen_connection_says_degraded_and_catches_up() 
     );
 }
 
-#[tokio::test]
 async fn a_poller_never_skips_an_event_while_two_nodes_write_at_once() {
-    let Some((a, b)) = two_nodes().await else {
-        return;
-    };
+    let (a, b) = two_nodes().await;
     // Eight writers over both nodes; PostgreSQL hands out seqs to concurrent transactions,
     // which could commit out of order if the store did not make them visible in seq order.
     // (Without the store's PG_SEQ_LOCK this test fails most runs: the poller misses events.)
@@ -563,11 +558,8 @@ async fn a_poller_never_skips_an_event_while_two_nodes_write_at_once() {
     assert_eq!(seen, log, "the poller saw every event, in order, once");
 }
 
-#[tokio::test]
 async fn a_change_on_a_is_in_bs_memory_before_b_publishes_it() {
-    let Some((a, b)) = two_nodes().await else {
-        return;
-    };
+    let (a, b) = two_nodes().await;
     let id = id_of(&a.create_yes_no(600.0).await);
     // B may not have followed the create yet: its first read of the id takes it from the store.
     let mut viewer =

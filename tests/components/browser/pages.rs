@@ -6,6 +6,31 @@ use serde_json::json;
 
 use super::{Page, screenshot_path, with_browser};
 use crate::helpers::{TestApp, id_of};
+use crate::{Component, Test};
+
+/// This module's tests, in the order they are listed: each needs Chromium.
+pub fn tests() -> Vec<Test> {
+    trials!(
+        Component::Chromium,
+        [
+            a_choice_pages_countdown_decreases_by_about_one_a_second,
+            a_timeout_change_on_one_page_shows_on_the_other_within_a_second,
+            submitting_on_one_page_resolves_the_choice_and_the_other_page_shows_it_and_stops_listening,
+            the_dashboard_shows_a_new_choice_within_a_second_and_drops_it_once_answered,
+            with_javascript_off_choosing_and_submitting_works_through_the_303,
+            a_bad_action_shows_a_readable_error_on_the_page,
+            ten_tabs_and_the_dashboard_the_visible_tab_is_live_and_any_other_is_current_within_a_second,
+            markup_in_titles_prompts_and_options_runs_nothing_and_shows_as_text,
+            a_choice_page_looks_right_on_a_desktop_and_a_phone,
+            two_pages_on_a_timer_one_pauses_and_the_other_shows_paused_with_the_same_value,
+            the_dashboard_shows_the_activity_feed_and_its_filter_works,
+            an_unsent_draft_survives_a_refresh,
+            the_dashboard_remembers_manual_mode_and_refreshes_on_demand,
+            a_hidden_tab_notifies_when_ten_seconds_remain_and_when_time_is_up,
+            the_dashboard_is_installable_its_worker_caches_only_the_offline_page_and_offline_says_so,
+        ]
+    )
+}
 
 /// Seconds shown in `#remaining` (`m:ss` or `h:mm:ss`).
 fn seconds(clock: &str) -> i64 {
@@ -14,7 +39,6 @@ fn seconds(clock: &str) -> i64 {
     })
 }
 
-#[tokio::test]
 async fn a_choice_pages_countdown_decreases_by_about_one_a_second() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -44,7 +68,6 @@ async fn a_choice_pages_countdown_decreases_by_about_one_a_second() {
     .await;
 }
 
-#[tokio::test]
 async fn a_timeout_change_on_one_page_shows_on_the_other_within_a_second() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -86,7 +109,6 @@ async fn open(page: &Page, app: &TestApp, id: &str) {
     .await;
 }
 
-#[tokio::test]
 async fn submitting_on_one_page_resolves_the_choice_and_the_other_page_shows_it_and_stops_listening()
  {
     with_browser(|browser| async move {
@@ -109,7 +131,6 @@ async fn submitting_on_one_page_resolves_the_choice_and_the_other_page_shows_it_
     .await;
 }
 
-#[tokio::test]
 async fn the_dashboard_shows_a_new_choice_within_a_second_and_drops_it_once_answered() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -139,7 +160,6 @@ async fn the_dashboard_shows_a_new_choice_within_a_second_and_drops_it_once_answ
     .await;
 }
 
-#[tokio::test]
 async fn with_javascript_off_choosing_and_submitting_works_through_the_303() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -158,7 +178,6 @@ async fn with_javascript_off_choosing_and_submitting_works_through_the_303() {
     .await;
 }
 
-#[tokio::test]
 async fn a_bad_action_shows_a_readable_error_on_the_page() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -181,7 +200,6 @@ async fn a_bad_action_shows_a_readable_error_on_the_page() {
     .await;
 }
 
-#[tokio::test]
 async fn ten_tabs_and_the_dashboard_the_visible_tab_is_live_and_any_other_is_current_within_a_second()
  {
     with_browser(|browser| async move {
@@ -213,7 +231,6 @@ async fn ten_tabs_and_the_dashboard_the_visible_tab_is_live_and_any_other_is_cur
     .await;
 }
 
-#[tokio::test]
 async fn markup_in_titles_prompts_and_options_runs_nothing_and_shows_as_text() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -251,7 +268,6 @@ async fn markup_in_titles_prompts_and_options_runs_nothing_and_shows_as_text() {
     .await;
 }
 
-#[tokio::test]
 async fn a_choice_page_looks_right_on_a_desktop_and_a_phone() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -290,7 +306,6 @@ async fn a_choice_page_looks_right_on_a_desktop_and_a_phone() {
     .await;
 }
 
-#[tokio::test]
 async fn two_pages_on_a_timer_one_pauses_and_the_other_shows_paused_with_the_same_value() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -330,7 +345,6 @@ async fn two_pages_on_a_timer_one_pauses_and_the_other_shows_paused_with_the_sam
     .await;
 }
 
-#[tokio::test]
 async fn the_dashboard_shows_the_activity_feed_and_its_filter_works() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -368,7 +382,6 @@ async fn the_dashboard_shows_the_activity_feed_and_its_filter_works() {
     .await;
 }
 
-#[tokio::test]
 async fn an_unsent_draft_survives_a_refresh() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -386,7 +399,6 @@ async fn an_unsent_draft_survives_a_refresh() {
     .await;
 }
 
-#[tokio::test]
 async fn the_dashboard_remembers_manual_mode_and_refreshes_on_demand() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -410,7 +422,6 @@ async fn the_dashboard_remembers_manual_mode_and_refreshes_on_demand() {
     .await;
 }
 
-#[tokio::test]
 async fn a_hidden_tab_notifies_when_ten_seconds_remain_and_when_time_is_up() {
     with_browser(|browser| async move {
         let app = TestApp::spawn().await;
@@ -435,7 +446,6 @@ async fn a_hidden_tab_notifies_when_ten_seconds_remain_and_when_time_is_up() {
     .await;
 }
 
-#[tokio::test]
 async fn the_dashboard_is_installable_its_worker_caches_only_the_offline_page_and_offline_says_so()
 {
     with_browser(|browser| async move {

@@ -7,10 +7,18 @@ use serde_json::{Value, json};
 
 use super::with_browser;
 use crate::helpers::{TestApp, id_of};
+use crate::{Component, Test};
+
+/// This module's tests, in the order they are listed: each needs Chromium.
+pub fn tests() -> Vec<Test> {
+    trials!(
+        Component::Chromium,
+        [the_dashboard_asks_for_the_token_once_then_goes_live_on_the_cookie,]
+    )
+}
 
 const TOKEN: &str = "browser-token-123";
 
-#[tokio::test]
 async fn the_dashboard_asks_for_the_token_once_then_goes_live_on_the_cookie() {
     with_browser(|browser| async move {
         let app = TestApp::spawn_with(|c| c.token = Some(TOKEN.into())).await;
