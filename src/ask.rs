@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
-use crate::choice::{CreateRequest, Mode, OnTimeout, OptionRequest, Status};
+use crate::choice::{Mode, OnTimeout, Status};
 use crate::client::{self, Client, RemoteChoice};
 use crate::clock::countdown_secs;
 pub use crate::clock::parse_duration;
+use crate::json::request::{CreateRequest, OptionRequest};
 use crate::local::ServerArgs;
 
 /// Exit statuses: what a script branches on.

@@ -9,7 +9,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::choice::{CreateRequest, Mode, OnTimeout, Status};
+use crate::choice::{Mode, OnTimeout, Status};
+use crate::json::request::CreateRequest;
 
 /// How long a request other than a long poll may take before the server counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

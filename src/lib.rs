@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //!
-//! - [`choice`] — the pure state machine: what a choice is, the commands, the events they cause.
-//!   No clock, no I/O; everything else wraps it.
+//! - [`choice`] — what a choice is, and the pure state machine: the commands, the events they
+//!   cause. No clock, no I/O; everything else wraps it. By file: the types and their limits
+//!   (`mod.rs`), the commands (`machine`), the rules a new choice is checked against
+//!   (`create`), approvers' keys and votes (`approval`).
 //! - [`store`] — the only module that speaks SQL (SQLite or PostgreSQL), a file for each thing
 //!   it is about: `database` (pool, migrations, LISTEN), `choices` (choices and the append-only
 //!   `events` log, retention), `notes`, `push` (devices, secrets), `batch` (the writer's
@@ -20,7 +22,8 @@
 //!   before deadlines, updated once decided.
 //! - [`webpush`] — Web Push devices, the VAPID key, and one encrypted push to one device.
 //! - [`views`] — pages and fragments in Maud, one function per swap target.
-//! - [`json`] — the JSON forms of choices and events from API.md.
+//! - [`json`] — the JSON forms of choices and events from API.md; `request`, the create request
+//!   programs send and its parse into a checked `NewChoice` (the boundary: json imports choice).
 //! - [`http`] — the route table, handlers by feature, errors, content negotiation; `access`
 //!   (token, dashboard cookie, origin and host checks), `limits` (rate limit, stream caps,
 //!   request timeout), `listen` (the accept loop: header timeout, graceful shutdown), `ops`

@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use tokio::sync::{OnceCell, Semaphore, watch};
 
-use crate::choice::{Choice, Mode, Status};
+use crate::choice::{Choice, Status};
 use crate::clock::{Millis, now_ms};
 use crate::frame::{self, Part};
 use crate::json::{GUEST, Presence};
@@ -778,9 +778,9 @@ impl std::fmt::Display for Busy {
 
 impl std::error::Error for Busy {}
 
-/// A timer that has rung may be reset into its next round, so its stream stays open.
+/// A settled choice's stream ends (a rung timer's stays open for its next round).
 fn closes(c: &Choice) -> bool {
-    c.status.is_final() && !(c.status == Status::TimedOut && c.spec.mode == Mode::Timer)
+    c.is_settled()
 }
 
 fn render_status(state: &TopicState) -> Bytes {

@@ -31,11 +31,12 @@ use crate::clock::countdown_secs;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
-use crate::choice::{Actor, Answer, Command, NewChoice, OnTimeout, OptionRequest, Status, Via};
-use crate::choice::{Choice, CreateRequest, MAX_SOURCE, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Mode};
+use crate::choice::{Actor, Answer, Command, NewChoice, OnTimeout, Status, Via};
+use crate::choice::{Choice, MAX_SOURCE, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Mode};
 use crate::client::{self, Client, RemoteChoice};
 use crate::engine::{Engine, EngineError};
 use crate::http::error::AppError;
+use crate::json::request::{CreateRequest, OptionRequest};
 
 /// The key of the one input request a call sends: the choice's question.
 const ANSWER: &str = "answer";

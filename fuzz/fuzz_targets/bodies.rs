@@ -4,9 +4,10 @@
 //! keeping its invariants.
 #![no_main]
 
-use choiceboard::choice::{Actor, Choice, CreateRequest, NewChoice, Via};
+use choiceboard::choice::{Actor, Choice, NewChoice, Via};
 use choiceboard::http::commands::CommandBody;
 use choiceboard::http::parse_json;
+use choiceboard::json::request::CreateRequest;
 use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
 

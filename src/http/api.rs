@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use super::error::{ErrorBody, errors};
 use super::{AppError, AppState, Body, Params, PathIds, parse_json};
-use crate::choice::{Choice, CreateRequest, NewChoice};
+use crate::choice::{Choice, NewChoice};
 use crate::clock::now_ms;
 use crate::engine::ListenState;
+use crate::json::request::CreateRequest;
 use crate::json::{ChoiceList, Health, NoteList, StatusPage};
 use crate::note::{Note, NoteRequest};
 use crate::store::ListFilter;

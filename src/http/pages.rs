@@ -10,8 +10,9 @@ use cookie::CookieBuilder;
 use super::{
     AppError, AppState, Asks, Body, NAME_COOKIE, Params, PathIds, VIEWER_COOKIE, Wants, viewer_of,
 };
-use crate::choice::{CreateRequest, Mode, NewChoice, Rejection};
+use crate::choice::{Mode, NewChoice, Rejection};
 use crate::clock::now_ms;
+use crate::json::request::CreateRequest;
 use crate::note::Level;
 use crate::views::{self, assets};
 
@@ -80,7 +81,7 @@ pub async fn choice(
         .get_or_init(|| views::choice::Fixed::render(choice, &url));
     let viewer = viewer_of(&headers);
     let ballot = match (&choice.spec.approval, params.text("as")) {
-        (Some(approval), Some(key)) => match crate::choice::approver_of(approval, key) {
+        (Some(approval), Some(key)) => match approval.approver_of(key) {
             Some(name) => views::choice::Ballot::As { name, key },
             None => views::choice::Ballot::Refused,
         },

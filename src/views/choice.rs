@@ -328,7 +328,7 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
                     (viewers(presence))
                     button #notify .linkish type="button" hidden { "Enable notifications" }
                 }
-                @if !(c.status.is_final() && spec.mode != Mode::Timer) {
+                @if !c.is_settled() {
                     div #stream hx-sse:connect={ "/choice/" (id) "/events" } hx-sse:close="close" {}
                 }
             }

@@ -145,6 +145,73 @@ async fn a_rung_timer_reset_starts_round_two() {
     assert_eq!(status, StatusCode::CONFLICT, "only timers have rounds");
 }
 
+/// A timer's stream stays open only while the timer may still go on: a rung timer waits for
+/// its next round, a cancelled one is over. The page agrees: it opens a stream only when one
+/// stays open.
+#[tokio::test]
+async fn a_cancelled_timer_stream_gets_close_and_ends_and_a_rung_timer_stream_stays_open() {
+    let app = TestApp::spawn().await;
+    let timer =
+        |seconds: u64| json!({"title": "Sprint", "mode": "timer", "timeout_seconds": seconds});
+    let events = |id: &str| app.url(&format!("/choice/{id}/events"));
+    let stream_on_page = async |id: &str| {
+        get_text(&app.client, &app.url(&format!("/choice/{id}")))
+            .await
+            .contains("id=\"stream\"")
+    };
+
+    let cancelled = id_of(&app.create(timer(600)).await);
+    let mut sse = SseClient::connect(&app.client, &events(&cancelled), None).await;
+    sse.until("viewers", "", Duration::from_secs(2))
+        .await
+        .expect("connected");
+    let (status, _) = app.command(&cancelled, "cancel", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    sse.until("close", "", Duration::from_secs(2))
+        .await
+        .expect("a cancelled timer's stream gets close");
+    let waited = Instant::now();
+    assert!(sse.next(Duration::from_secs(5)).await.is_none());
+    assert!(
+        waited.elapsed() < Duration::from_secs(4),
+        "the server ended the stream after close"
+    );
+    assert!(
+        !stream_on_page(&cancelled).await,
+        "its page opens no stream"
+    );
+
+    let rung = id_of(&app.create(timer(1)).await);
+    let mut sse = SseClient::connect(&app.client, &events(&rung), None).await;
+    sse.until(
+        "status",
+        "data-status=\"timed_out\"",
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("it rings");
+    // Whatever comes in the next 1.5 s, no close, and the stream does not end.
+    let window = Instant::now() + Duration::from_millis(1500);
+    let mut after = Vec::new();
+    while let Some(m) = sse
+        .next(window.saturating_duration_since(Instant::now()))
+        .await
+    {
+        after.push(m.event);
+    }
+    assert!(!after.iter().any(|e| e == "close"), "no close: {after:?}");
+    assert!(
+        Instant::now() + Duration::from_millis(100) >= window,
+        "the stream is still open after ringing"
+    );
+    assert!(stream_on_page(&rung).await, "its page keeps its stream");
+    let (status, _) = app.command(&rung, "reset", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    sse.until("status", "data-round=\"2\"", Duration::from_secs(1))
+        .await
+        .expect("round 2 on the stream that stayed open");
+}
+
 #[tokio::test]
 async fn a_viewer_whose_stream_blips_is_not_shown_leaving() {
     let app = TestApp::spawn().await;

@@ -1,5 +1,6 @@
 //! The JSON forms of choices and events, exactly as API.md defines them. Every transport that
-//! speaks JSON (the API, long polls, the event streams, the WebSocket) encodes through here.
+//! speaks JSON (the API, long polls, the event streams, the WebSocket) encodes through here;
+//! the create request a program sends is in [`request`].
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,8 @@ use utoipa::ToSchema;
 use crate::choice::{Choice, EventKind, Mode, OnTimeout, Outcome, Status, Via, Vote};
 use crate::clock::{Millis, rfc3339};
 use crate::store::LogEvent;
+
+pub mod request;
 
 /// Seconds as a JSON number: whole seconds print as integers, the rest with milliseconds.
 pub fn seconds(ms: Millis) -> Value {
