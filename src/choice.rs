@@ -444,6 +444,12 @@ impl Choice {
         Ok(kind)
     }
 
+    /// Final for good: nothing changes it any more. A rung timer is final but not settled: it
+    /// may start its next round.
+    pub fn is_settled(&self) -> bool {
+        self.status.is_final() && !self.can_start_next_round()
+    }
+
     /// A rung timer may start its next round; every other final status is absorbing.
     fn can_start_next_round(&self) -> bool {
         self.spec.mode == Mode::Timer && self.status == Status::TimedOut
@@ -1173,6 +1179,7 @@ mod tests {
     fn a_rung_timer_starts_its_next_round_on_reset() {
         let mut t = choice(Mode::Timer, 2.0, OnTimeout::SubmitDefault);
         t.apply(Command::Expire, &web(), T0 + 2_000).expect("due");
+        assert!(t.status.is_final() && !t.is_settled());
         assert_eq!(
             t.apply(Command::Reset, &web(), T0 + 3_000),
             Ok(EventKind::Reset)
@@ -1183,8 +1190,16 @@ mod tests {
         );
         let mut c = choice(Mode::Single, 2.0, OnTimeout::SubmitDefault);
         c.apply(Command::Expire, &web(), T0 + 2_000).expect("due");
+        assert!(c.is_settled());
         assert_eq!(
             c.apply(Command::Reset, &web(), T0 + 3_000),
+            Err(Rejection::AlreadyFinal)
+        );
+        t.apply(Command::Cancel { annotation: None }, &web(), T0 + 4_000)
+            .expect("stopped");
+        assert!(t.is_settled(), "a stopped timer has no next round");
+        assert_eq!(
+            t.apply(Command::Reset, &web(), T0 + 5_000),
             Err(Rejection::AlreadyFinal)
         );
     }
