@@ -24,6 +24,22 @@ pub fn rfc3339(ms: Millis) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + since_epoch).to_string()
 }
 
+/// `5 Dec 2026, 10:15:03 UTC`: an instant as people read it, to the second.
+pub fn readable(ms: Millis) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // `rfc3339` writes a four-digit year, so every part is at its fixed place.
+    let iso = rfc3339(ms);
+    let part = |range: std::ops::Range<usize>| iso.get(range).and_then(|p| p.parse::<usize>().ok());
+    match (part(0..4), part(5..7), part(8..10), iso.get(11..19)) {
+        (Some(year), Some(month @ 1..=12), Some(day), Some(time)) => {
+            format!("{day} {} {year}, {time} UTC", MONTHS[month - 1])
+        }
+        _ => iso,
+    }
+}
+
 /// Start of the UTC day containing `ms`.
 pub fn start_of_day(ms: Millis) -> Millis {
     ms - ms.rem_euclid(86_400_000)
@@ -103,6 +119,14 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn reads_instants_as_people_do() {
+        assert_eq!(readable(1_796_465_703_884), "5 Dec 2026, 10:15:03 UTC");
+        assert_eq!(readable(0), "1 Jan 1970, 00:00:00 UTC");
+        assert_eq!(readable(951_782_400_000), "29 Feb 2000, 00:00:00 UTC");
+        assert_eq!(readable(i64::MAX), "31 Dec 9999, 23:59:59 UTC");
     }
 
     #[test]

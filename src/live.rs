@@ -29,6 +29,9 @@ const CACHE_SIZE: usize = 10_000;
 const READS_QUEUED: usize = 64;
 /// JSON `watchers` lists at most this many names (`viewers` still counts everyone).
 const WATCHERS_LISTED: usize = 100;
+/// How long a browser whose page said it was closing is still shown once its stream ends: a
+/// reload says so too, and is back within this.
+const CLOSING_GRACE: Duration = Duration::from_millis(500);
 
 /// A choice as this node knows it, with the parts of its page that never change (the choice's
 /// spec is fixed at creation), rendered at its first page view and kept with it.
@@ -128,6 +131,9 @@ struct Person {
     connections: u32,
     /// Bumped on every join, so a delayed leave knows whether the person came back.
     generation: u64,
+    /// Its page said a tab is closing: the next stream of it to end leaves after
+    /// [`CLOSING_GRACE`], not after the whole grace period.
+    closing: bool,
 }
 
 /// Choices not in the live set, as last read or left: `None` for an id the store does not
@@ -444,22 +450,60 @@ impl Live {
         let Some(topic) = lock(&self.inner.hot).get(id).cloned() else {
             return;
         };
-        let generation = {
+        let (generation, grace) = {
             let mut state = lock(&topic.state);
             let Some(person) = state.people.get_mut(key) else {
                 return;
             };
             person.connections = person.connections.saturating_sub(1);
+            let closing = std::mem::take(&mut person.closing);
             let (left, generation) = (person.connections, person.generation);
             // One stream fewer: the count changes even while the person stays.
             state.presence_changed(self);
             if left > 0 {
                 return;
             }
-            generation
+            let grace = if closing {
+                self.closing_grace()
+            } else {
+                self.inner.grace
+            };
+            (generation, grace)
         };
+        self.forget_after(topic, key, generation, grace);
+    }
+
+    /// A browser's page on a choice says its tab is closing (its beacon, `key` its viewer
+    /// cookie): once that tab's stream has ended, the browser leaves after [`CLOSING_GRACE`]
+    /// rather than after the whole grace period.
+    pub fn closing(&self, id: &str, key: &str) {
+        let key = format!("k:{key}");
+        let Some(topic) = lock(&self.inner.hot).get(id).cloned() else {
+            return;
+        };
+        let generation = {
+            let mut state = lock(&topic.state);
+            let Some(person) = state.people.get_mut(&key) else {
+                return;
+            };
+            if person.connections > 0 {
+                // The beacon came first: the stream's end is still on its way.
+                person.closing = true;
+                return;
+            }
+            person.generation
+        };
+        // The stream ended first, and its grace period is running: cut it short.
+        self.forget_after(topic, &key, generation, self.closing_grace());
+    }
+
+    fn closing_grace(&self) -> Duration {
+        CLOSING_GRACE.min(self.inner.grace)
+    }
+
+    /// Forgets a person who left after `grace`, unless they are back by then.
+    fn forget_after(&self, topic: Arc<Topic>, key: &str, generation: u64, grace: Duration) {
         // A browser (with its viewer cookie) may be back in a moment: a blip is not a leave.
-        let grace = self.inner.grace;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if key.starts_with("k:") && !grace.is_zero() => {
                 let (live, key) = (self.clone(), key.to_string());
@@ -627,6 +671,7 @@ impl Topic {
             name: name.clone(),
             connections: 0,
             generation: 0,
+            closing: false,
         });
         person.connections += 1;
         person.generation += 1;

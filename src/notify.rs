@@ -359,8 +359,10 @@ async fn deliver(urls: Vec<String>, web_push: Arc<WebPush>, mut pushes: mpsc::Re
             continue;
         }
         let message = Arc::new(push.web_message());
-        for device in devices.iter().cloned() {
+        for device in devices.iter() {
+            // Each send task owns what it uses.
             let (client, web_push, message) = (client.clone(), web_push.clone(), message.clone());
+            let device = device.clone();
             tokio::spawn(async move {
                 let to = device.push_service();
                 with_retries(&to, || async {

@@ -2,6 +2,7 @@
 //! until `shutdown` resolves. Takes its listener so tests can bind port 0.
 
 use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -66,6 +67,7 @@ pub async fn run(
     let hub = Hub::start(engine.live().clone(), store.clone());
     engine.add_subscriber(Arc::new(hub.clone()));
     let addr = listener.local_addr()?;
+    let url = browser_url(config.public_url.as_deref(), addr);
     let public_url = match config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
@@ -100,7 +102,7 @@ pub async fn run(
         metrics,
         web_push,
     });
-    tracing::info!(%addr, database = %redact(&config.database), "choiceboard is serving");
+    tracing::info!(%addr, %url, database = %redact(&config.database), "choiceboard is serving");
     // Streams never end by themselves; end them so the graceful shutdown can finish.
     let end_streams = move || {
         tracing::info!("shutting down: no new connections; finishing requests, ending streams");
@@ -151,6 +153,21 @@ async fn retention(engine: Engine, keep: std::time::Duration) {
 /// a SIGTERM is done within 5 s.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Where a person opens the server, for the start-up line: the public URL, or the address it
+/// listens on (this machine's loopback for a wildcard bind: `0.0.0.0` is no place to browse to).
+fn browser_url(public_url: Option<&str>, mut addr: SocketAddr) -> String {
+    if let Some(url) = public_url {
+        return format!("{}/", url.trim_end_matches('/'));
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/")
+}
+
 /// A database URL without its password, for logs.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -160,5 +177,28 @@ fn redact(url: &str) -> String {
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browser_url;
+
+    #[test]
+    fn the_start_up_line_names_an_address_a_browser_can_open() {
+        let at = |addr: &str| addr.parse().expect("a socket address");
+        assert_eq!(
+            browser_url(None, at("127.0.0.1:8080")),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            browser_url(None, at("0.0.0.0:8080")),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(browser_url(None, at("[::]:8080")), "http://[::1]:8080/");
+        assert_eq!(
+            browser_url(Some("https://cb.example.com/"), at("0.0.0.0:80")),
+            "https://cb.example.com/"
+        );
     }
 }

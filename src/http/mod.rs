@@ -219,6 +219,7 @@ pub fn router(state: AppState) -> Router {
         .route("/name", post(pages::set_name))
         .route("/choice/{id}", get(pages::choice))
         .route("/choice/{id}/events", get(sse::choice_events))
+        .route("/choice/{id}/events/leave", post(pages::leave))
         .route("/choice/{id}/{action}", post(commands::command))
         .route("/ws/{id}", get(ws::choice_socket))
         .route("/static/app.css", get(pages::stylesheet))

@@ -242,6 +242,21 @@ pub async fn set_name(
     }
 }
 
+/// `POST /choice/{id}/events/leave`: a choice page's beacon as its tab goes away. This browser
+/// stops counting as a viewer a moment after that tab's stream ends (time for a reload to come
+/// back), not after the grace period kept for a stream that blips.
+pub async fn leave(
+    State(state): State<AppState>,
+    PathIds { id, .. }: PathIds,
+    headers: HeaderMap,
+) -> Result<StatusCode, AppError> {
+    state.engine.entry(&id).await?;
+    if let Some(key) = viewer_of(&headers).key {
+        state.engine.live().closing(&id, &key);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /timers`: the dashboard's "New timer" form.
 pub async fn new_timer(State(state): State<AppState>, Body(body): Body) -> Response {
     let mut request = CreateRequest {

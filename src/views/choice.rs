@@ -2,9 +2,9 @@
 
 use maud::{Markup, PreEscaped, html};
 
-use super::{badge, clock, markdown, page as shell, trusted};
-use crate::choice::{Approval, Choice, Mode, Status, Via};
-use crate::clock::{Millis, rfc3339};
+use super::{badge, clock, final_badge, markdown, page as shell, trusted};
+use crate::choice::{Approval, Choice, Mode, OnTimeout, Status, Via};
+use crate::clock::{Millis, readable, rfc3339};
 use crate::json::Presence;
 
 /// The countdown. `data-remaining` (seconds) and `data-deadline` (Unix ms, empty unless
@@ -118,34 +118,76 @@ fn status_label(c: &Choice) -> &'static str {
     }
 }
 
-fn how(c: &Choice) -> String {
+/// How the choice was decided, and when: `Answered on the web page by Ana at 5 Dec 2026,
+/// 10:15:03 UTC.`, the instant also machine-readable in its `<time>`.
+fn how(c: &Choice) -> Markup {
     let Some(result) = &c.result else {
-        return String::new();
+        return html! {};
     };
-    let when = c.resolved_at.map(rfc3339).unwrap_or_default();
     let by = result
         .by
         .as_deref()
         .map(|b| format!(" by {b}"))
         .unwrap_or_default();
-    match (c.status, result.via) {
+    let said = match (c.status, result.via) {
+        (Status::TimedOut, _) if c.spec.mode == Mode::Timer => "Time was up".to_string(),
         (Status::TimedOut, _) if result.selection.is_empty() => {
-            format!("Nobody answered in time ({when}).")
+            "Nobody answered in time; the deadline passed".to_string()
         }
-        (Status::TimedOut, _) => {
-            format!("Nobody answered in time; the default was taken ({when}).")
-        }
+        (Status::TimedOut, _) => "Nobody answered in time; the default was taken".to_string(),
         (Status::Submitted, _) if !result.votes.is_empty() => {
-            format!("Decided by the approvers' votes, the last{by}, at {when}.")
+            format!("Decided by the approvers' votes, the last{by},")
         }
-        (_, Some(Via::Web)) => format!("Answered on the web page{by} at {when}."),
-        (_, Some(Via::Ws)) => format!("Answered over a live connection{by} at {when}."),
-        (_, Some(Via::Push)) => format!("Answered from a phone notification{by} at {when}."),
-        (_, Some(Via::McpElicitation)) => {
-            format!("Answered in the asking agent's client{by} at {when}.")
-        }
-        _ => format!("Answered by a program{by} at {when}."),
+        (_, Some(Via::Web)) => format!("Answered on the web page{by}"),
+        (_, Some(Via::Ws)) => format!("Answered over a live connection{by}"),
+        (_, Some(Via::Push)) => format!("Answered from a phone notification{by}"),
+        (_, Some(Via::McpElicitation)) => format!("Answered in the asking agent's client{by}"),
+        _ => format!("Answered by a program{by}"),
+    };
+    html! {
+        (said)
+        @if let Some(at) = c.resolved_at { " at " time datetime=(rfc3339(at)) { (readable(at)) } }
+        "."
     }
+}
+
+/// What the deadline does, said in words where the page's marks could mislead: when options are
+/// marked recommended but the deadline takes others, or those preselected are not what it takes.
+fn if_nobody_answers(c: &Choice) -> Option<Markup> {
+    let spec = &c.spec;
+    let taken: &[String] = match spec.on_timeout {
+        OnTimeout::SubmitDefault => &spec.default_selection,
+        OnTimeout::Cancel => &[],
+    };
+    let same =
+        |ids: &[&String]| ids.len() == taken.len() && ids.iter().all(|id| taken.contains(id));
+    let recommended: Vec<&String> = spec
+        .options
+        .iter()
+        .filter(|o| o.recommended)
+        .map(|o| &o.id)
+        .collect();
+    let preselected: Vec<&String> = spec.default_selection.iter().collect();
+    let misleads = (!recommended.is_empty() && !same(&recommended)) || !same(&preselected);
+    if spec.options.is_empty() || !misleads {
+        return None;
+    }
+    Some(html! {
+        p #if-nobody-answers .if-nobody-answers {
+            @if spec.on_timeout == OnTimeout::Cancel {
+                "Nobody answering in time cancels it."
+            } @else if taken.is_empty() {
+                "Nothing is chosen if nobody answers in time."
+            } @else {
+                @for (i, id) in taken.iter().enumerate() {
+                    @if i > 0 { @if i + 1 == taken.len() { " and " } @else { ", " } }
+                    strong { (c.option_label(id)) }
+                }
+                @if taken.len() == 1 { " is" } @else { " are" }
+                " chosen if nobody answers in time."
+            }
+        }
+    })
 }
 
 /// The page's link as a QR code, so a phone can join. Rendered here from our own URL; the SVG
@@ -208,12 +250,17 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
     let spec = &c.spec;
     let multi = spec.mode == Mode::Multi || (spec.mode == Mode::Hybrid && spec.max_selections > 1);
     let refresh = (!c.status.is_final()).then_some(10);
+    // Nothing left to stream once settled; a rung timer streams on, for its next round.
+    let streams = !c.is_settled();
     shell(
         &spec.title,
         refresh,
         html! {
             main .choice data-choice-id=(id) data-mode=(spec.mode.as_str()) {
-                nav .top { a href="/" { "← All choices" } (badge()) }
+                nav .top {
+                    a href="/" { "← All choices" }
+                    @if streams { (badge()) } @else { (final_badge()) }
+                }
                 h1 { (spec.title) }
                 @if let Some(prompt) = &fixed.prompt { div .prompt { (prompt) } }
                 section .clock aria-label="Time left" {
@@ -260,6 +307,7 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
                                             placeholder="Note (optional)" aria-label={ "Note on " (option.label) };
                                     }
                                 }
+                                @if let Some(note) = if_nobody_answers(c) { (note) }
                             }
                         }
                         @if matches!(spec.mode, Mode::Text | Mode::Hybrid) {
@@ -328,8 +376,12 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
                     (viewers(presence))
                     button #notify .linkish type="button" hidden { "Enable notifications" }
                 }
-                @if !c.is_settled() {
-                    div #stream hx-sse:connect={ "/choice/" (id) "/events" } hx-sse:close="close" {}
+                @if streams {
+                    // live.js posts to `data-leave` as the tab goes away, so this browser stops
+                    // counting as a viewer a moment after its stream ends, not after the grace
+                    // period kept for a stream that blips.
+                    div #stream hx-sse:connect={ "/choice/" (id) "/events" } hx-sse:close="close"
+                        data-leave={ "/choice/" (id) "/events/leave" } {}
                 }
             }
         },

@@ -109,7 +109,6 @@ pub fn board(board: &Board, now: Millis, filter: &Filter) -> Markup {
                                 span .pill data-status=(c.status.as_str()) { (c.status.as_str()) }
                                 (left(c, now))
                                 span .viewers { (viewers) " watching" }
-                                @if let Some(source) = &c.spec.source { span .source { (source) } }
                             }
                         }
                     }

@@ -66,6 +66,11 @@ pub fn installable_page(title: &str, refresh_without_js: Option<u32>, body: Mark
     shell(title, refresh_without_js, true, body)
 }
 
+/// What every page says it is, for search engines and link previews. The same on every page:
+/// a choice's own words stay on its page.
+const DESCRIPTION: &str =
+    "choiceboard: programs ask people to decide, with a countdown the server owns.";
+
 fn shell(title: &str, refresh_without_js: Option<u32>, installable: bool, body: Markup) -> Markup {
     let v = assets::version();
     html! {
@@ -75,6 +80,7 @@ fn shell(title: &str, refresh_without_js: Option<u32>, installable: bool, body: 
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
+                meta name="description" content=(DESCRIPTION);
                 title { (title) " · choiceboard" }
                 @if installable {
                     link rel="icon" type="image/png" href="/static/icon-192.png";
@@ -117,11 +123,23 @@ pub fn offline_page() -> Markup {
     )
 }
 
-/// The connection badge; static/js/live.js keeps it current (Live / Reconnecting / Delayed / Offline).
+/// The connection badge of a page with a stream; static/js/live.js keeps it current
+/// (Connecting… / Live / Reconnecting / Delayed / Offline).
 pub fn badge() -> Markup {
     html! {
         span #badge .badge data-state="static" aria-live="polite" {
             span .badge-state { "Static page" }
+            " " span .badge-age {}
+        }
+    }
+}
+
+/// The badge of a page with nothing left to stream: it says so, and live.js leaves it as it is
+/// (`closed` is also the state a stream ends in once its choice is final).
+pub fn final_badge() -> Markup {
+    html! {
+        span #badge .badge data-state="closed" {
+            span .badge-state { "Final" }
             " " span .badge-age {}
         }
     }

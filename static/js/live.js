@@ -1,9 +1,12 @@
-// Every page: the connection badge, the stream's lifecycle, the countdowns between pushes,
-// and the service worker. The server sends its fragments unnamed on our pages' streams, so
-// htmx swaps them itself (each carries hx-swap-oob and its id); nothing here touches one.
+// Every page: the connection badge, the stream's lifecycle (a closing tab says it left), the
+// countdowns between pushes, and the service worker. The server sends its fragments unnamed on
+// our pages' streams, so htmx swaps them itself (each carries hx-swap-oob and its id); nothing
+// here touches one.
 
 const badge = document.getElementById("badge");
-const state = { conn: "connecting", last: 0, failures: 0 };
+// A final page has no stream, and its badge says "Final" from the server ("closed", the state a
+// stream ends in once its choice is final). Nothing changes a closed page's badge again.
+const state = { conn: badge && badge.dataset.state === "closed" ? "closed" : "connecting", last: 0, failures: 0 };
 const LABELS = {
   connecting: "Connecting…", live: "Live", delayed: "Delayed", reconnecting: "Reconnecting…",
   offline: "Offline", closed: "Final", polled: "Polling", manual: "Manual", fallback: "Live failed: polling",
@@ -11,6 +14,7 @@ const LABELS = {
 
 /** The connection's state, as the badge says it: "live", "polled", "offline", … */
 export function setConn(conn) {
+  if (state.conn === "closed") return;
   state.conn = conn;
   if (conn === "live" || conn === "polled" || conn === "manual") state.last = Date.now();
   paintBadge();
@@ -69,6 +73,14 @@ for (const done of ["htmx:sse:after:connection", "htmx:sse:close"]) {
 }
 window.addEventListener("offline", () => setConn("offline"));
 window.addEventListener("online", () => setConn("reconnecting"));
+// A tab closing says so (`data-leave` on its stream), so this browser stops counting as a viewer
+// at once rather than after the grace period the server keeps for a stream that blips. A reload
+// says so too; the server gives it a moment to come back.
+window.addEventListener("pagehide", () => {
+  const stream = document.getElementById("stream");
+  const leave = stream && stream.dataset.leave;
+  if (leave && navigator.sendBeacon) navigator.sendBeacon(leave);
+});
 
 // --- Countdowns: between pushes, count down from the server's figures (data-remaining, at the
 // moment the fragment arrived), never from the browser's own clock. The elements are found
@@ -127,7 +139,7 @@ function tick() {
 
 document.addEventListener("htmx:after:swap", collect);
 collect();
-if (badge) setConn("connecting");
+if (badge && state.conn !== "closed") setConn("connecting");
 // On the wall-clock second, like the server's ticks, so a late push shows within a second.
 setTimeout(() => { tick(); setInterval(tick, 1000); }, 1000 - (Date.now() % 1000));
 

@@ -101,6 +101,7 @@ async fn only_a_choice_and_public_paths_are_open() {
         ("GET", "/choice/abc"),
         ("POST", "/choice/abc/submit"),
         ("GET", "/choice/abc/events"),
+        ("POST", "/choice/abc/events/leave"),
         ("GET", "/ws/abc"),
         ("GET", "/healthz"),
         ("GET", "/static/htmx.js"),

@@ -524,3 +524,7 @@ pub async fn heavy_and_timed() -> std::fs::File {
     .await
     .expect("the lock")
 }
+
+/// A browser whose tab said it closed is forgotten half a second after its stream ends (time for
+/// a reload to come back), and shows gone with the next presence second; plus delivery.
+pub const CLOSED_TAB_GONE_WITHIN: Duration = Duration::from_millis(1800);

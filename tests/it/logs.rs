@@ -99,3 +99,28 @@ async fn json_logs_put_the_request_id_on_every_line_of_a_request() {
     assert!(!line.to_string().contains("some-capability-id"));
     let _ = child.start_kill();
 }
+
+#[tokio::test]
+async fn the_start_up_line_gives_an_address_a_person_can_click() {
+    let (mut child, mut lines, _dir) = serve_with_logs(&[]).await;
+    let line = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if line.contains("choiceboard is serving") {
+            break line;
+        }
+    };
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name}= in {line}"))
+            .to_string()
+    };
+    let addr = field("addr");
+    assert_eq!(field("url"), format!("http://{addr}/"), "{line}");
+    let r = reqwest::get(field("url")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the dashboard opens there");
+    let _ = child.start_kill();
+}

@@ -3,6 +3,8 @@
 
 use reqwest::StatusCode;
 
+use serde_json::json;
+
 use crate::helpers::{TestApp, id_of};
 
 #[tokio::test]
@@ -110,4 +112,167 @@ async fn static_files_are_cached_and_compressed() {
     );
     let r = app.get_with("/static/0ld0ld00/nope.js", &[]).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// The HTML of a choice's page.
+async fn page_of(app: &TestApp, id: &str) -> String {
+    let r = app.get_with(&format!("/choice/{id}"), &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_final_page_says_final_opens_no_stream_and_gives_its_time_as_people_read_it() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(60.0).await);
+    let open = page_of(&app, &id).await;
+    assert!(open.contains("data-state=\"static\""), "{open}");
+    assert!(
+        open.contains("id=\"stream\"")
+            && open.contains(&format!("data-leave=\"/choice/{id}/events/leave\"")),
+        "an open choice streams, and its tab says when it closes"
+    );
+    let (_, c) = app
+        .command(&id, "submit", json!({"selection": ["yes"]}))
+        .await;
+    let page = page_of(&app, &id).await;
+    assert!(
+        page.contains("<span class=\"badge\" id=\"badge\" data-state=\"closed\"><span class=\"badge-state\">Final</span>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("id=\"stream\"") && !page.contains("hx-sse:connect"),
+        "a final page opens no stream: {page}"
+    );
+    let iso = c["resolved_at"].as_str().expect("resolved_at").to_string();
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let number = |r: std::ops::Range<usize>| iso[r].parse::<usize>().unwrap();
+    let readable = format!(
+        "{} {} {}, {} UTC",
+        number(8..10),
+        MONTHS[number(5..7) - 1],
+        &iso[0..4],
+        &iso[11..19]
+    );
+    let time = format!("<time datetime=\"{iso}\">{readable}</time>");
+    assert!(page.contains(&time), "{time} in {page}");
+    assert_eq!(
+        page.matches(&iso).count(),
+        1,
+        "the ISO instant only in the datetime attribute"
+    );
+}
+
+#[tokio::test]
+async fn a_rung_timer_keeps_its_stream_for_its_next_round_and_a_stopped_one_is_final() {
+    let app = TestApp::spawn().await;
+    let rung = id_of(
+        &app.create(json!({"title": "Tea", "mode": "timer", "timeout_seconds": 1}))
+            .await,
+    );
+    app.get_json(&format!("/api/choices/{rung}/wait?timeout=3"))
+        .await;
+    assert_eq!(app.choice(&rung).await["status"], "timed_out");
+    let page = page_of(&app, &rung).await;
+    assert!(
+        page.contains("id=\"stream\"") && page.contains("data-state=\"static\""),
+        "{page}"
+    );
+    let stopped = id_of(
+        &app.create(json!({"title": "Tea", "mode": "timer", "timeout_seconds": 60}))
+            .await,
+    );
+    app.command(&stopped, "cancel", json!({})).await;
+    let page = page_of(&app, &stopped).await;
+    assert!(
+        !page.contains("id=\"stream\"") && page.contains("data-state=\"closed\""),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn every_page_has_a_description() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_yes_no(60.0).await);
+    for path in [
+        format!("/choice/{id}"),
+        "/".to_string(),
+        "/choice/nope".to_string(),
+        "/offline".to_string(),
+    ] {
+        let page = app.get_with(&path, &[]).await.text().await.unwrap();
+        assert!(
+            page.contains("<meta name=\"description\" content=\"choiceboard: "),
+            "{path}: {page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_names_each_source_once_in_its_group() {
+    let app = TestApp::spawn().await;
+    for title in ["Deploy?", "Roll back?"] {
+        app.create(json!({"title": title, "source": "nightly-build", "options": [{"id": "yes"}]}))
+            .await;
+    }
+    let page = app.get_with("/", &[]).await.text().await.unwrap();
+    let start = page
+        .find("<ul class=\"rows\" id=\"active\"")
+        .expect("the active list");
+    let active = &page[start..start + page[start..].find("</ul>").unwrap()];
+    assert_eq!(active.matches(">nightly-build<").count(), 1, "{active}");
+    assert_eq!(active.matches("class=\"row\"").count(), 2, "{active}");
+}
+
+#[tokio::test]
+async fn a_page_says_what_nobody_answering_does_when_its_marks_say_otherwise() {
+    let app = TestApp::spawn().await;
+    let note = |page: &str| {
+        let start = page.find("id=\"if-nobody-answers\"")?;
+        let text = &page[start..];
+        Some(text[text.find('>')? + 1..text.find("</p>")?].to_string())
+    };
+    let options = json!([
+        {"id": "ship", "label": "Ship it", "recommended": true},
+        {"id": "hold", "label": "Hold"}
+    ]);
+    let differs = id_of(
+        &app.create(json!({"title": "Deploy?", "options": options, "default_selection": ["hold"]}))
+            .await,
+    );
+    assert_eq!(
+        note(&page_of(&app, &differs).await).as_deref(),
+        Some("<strong>Hold</strong> is chosen if nobody answers in time.")
+    );
+    let agrees = id_of(
+        &app.create(json!({"title": "Deploy?", "options": options, "default_selection": ["ship"]}))
+            .await,
+    );
+    assert_eq!(
+        note(&page_of(&app, &agrees).await),
+        None,
+        "nothing to explain"
+    );
+    let cancels = id_of(
+        &app.create(json!({"title": "Deploy?", "options": options, "default_selection": ["ship"], "on_timeout": "cancel"}))
+            .await,
+    );
+    assert_eq!(
+        note(&page_of(&app, &cancels).await).as_deref(),
+        Some("Nobody answering in time cancels it.")
+    );
+    let unmarked = id_of(&app.create_yes_no(60.0).await);
+    assert_eq!(note(&page_of(&app, &unmarked).await), None);
+    let several = id_of(
+        &app.create(json!({"title": "Regions?", "mode": "multi", "options": [
+            {"id": "eu", "recommended": true}, {"id": "us"}, {"id": "ap"}],
+            "default_selection": ["us", "ap"]}))
+            .await,
+    );
+    assert_eq!(
+        note(&page_of(&app, &several).await).as_deref(),
+        Some("<strong>us</strong> and <strong>ap</strong> are chosen if nobody answers in time.")
+    );
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use choiceboard::http::limits::Limits;
 
-use crate::helpers::{SseClient, TestApp, get_text, id_of};
+use crate::helpers::{CLOSED_TAB_GONE_WITHIN, SseClient, TestApp, get_text, id_of};
 
 fn cookie(viewer: &str, name: Option<&str>) -> String {
     match name {
@@ -264,6 +264,89 @@ async fn a_viewer_whose_stream_blips_is_not_shown_leaving() {
     drop(leaver);
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(short.choice(&t).await["viewers"], 0);
+}
+
+/// Waits for the observer's viewers frame that counts `count`; how long it took.
+async fn until_count(observer: &mut SseClient, count: usize, within: Duration) -> Duration {
+    let started = Instant::now();
+    observer
+        .until("viewers", &format!("data-count=\"{count}\""), within)
+        .await
+        .unwrap_or_else(|| panic!("{count} watching within {within:?}"));
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_closed_tab_stops_counting_within_a_second_of_its_beacon_and_a_dropped_stream_keeps_its_grace()
+ {
+    let app = TestApp::spawn().await;
+    for paused in [false, true] {
+        let id = id_of(
+            &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
+                .await,
+        );
+        if paused {
+            // Nothing is written to a paused choice's streams for a while: the server still
+            // notices one that closed.
+            app.command(&id, "pause", json!({})).await;
+        }
+        let url = app.url(&format!("/choice/{id}/events"));
+        let beacon = format!("/choice/{id}/events/leave");
+        let connect = |name: &str| {
+            let cookie = cookie(&format!("viewer-{name}-0123456789"), Some(name));
+            let url = url.clone();
+            let client = app.client.clone();
+            async move {
+                let sse = SseClient::connect_with(&client, &url, &[("cookie", &cookie)]).await;
+                (sse, cookie)
+            }
+        };
+        let (mut observer, _) = connect("obs").await;
+        let (first, first_cookie) = connect("ana").await;
+        let (second, second_cookie) = connect("bo").await;
+        let (third, _) = connect("cy").await;
+        until_count(&mut observer, 4, Duration::from_secs(2)).await;
+        // The page's beacon comes before its stream ends, or after: either way the tab is gone.
+        let r = app
+            .post_with(&beacon, &[("cookie", &first_cookie)], "")
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        drop(first);
+        drop(second);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = app
+            .post_with(&beacon, &[("cookie", &second_cookie)], "")
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        // A stream that drops without a beacon is a blip or a reload: it keeps its place.
+        drop(third);
+        let started = Instant::now();
+        while app.choice(&id).await["viewers"] != 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "gone from the JSON within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let counted = started.elapsed();
+        let took = started.elapsed() + until_count(&mut observer, 2, CLOSED_TAB_GONE_WITHIN).await;
+        println!(
+            "paused: {paused}: two closed tabs stopped counting in {counted:?}, shown in {took:?}"
+        );
+        assert!(took <= CLOSED_TAB_GONE_WITHIN, "{took:?}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let c = app.choice(&id).await;
+        assert_eq!(c["viewers"], 2);
+        assert_eq!(c["watchers"], json!([{"name": "cy"}, {"name": "obs"}]));
+    }
+    // A beacon names a choice; without a viewer cookie it changes nothing.
+    let r = app.post_with("/choice/nope/events/leave", &[], "").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let id = id_of(&app.create_yes_no(60.0).await);
+    let r = app
+        .post_with(&format!("/choice/{id}/events/leave"), &[], "")
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]

@@ -152,7 +152,7 @@ impl Browser {
         let page = Page {
             inner: self.inner.clone(),
             session,
-            _target_id: target_id,
+            target_id,
             console: Default::default(),
         };
         page.collect_console();
@@ -214,7 +214,7 @@ async fn call(inner: &Arc<Inner>, session: Option<&str>, method: &str, params: V
 pub struct Page {
     inner: Arc<Inner>,
     session: String,
-    _target_id: String,
+    target_id: String,
     console: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -389,6 +389,36 @@ impl Page {
             )
             .await;
         }
+    }
+
+    /// Records the URL of every request the page sends from now on (the Network domain on).
+    pub async fn record_requests(&self) -> Arc<std::sync::Mutex<Vec<String>>> {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut events = self.inner.events.subscribe();
+        let (session, keep) = (self.session.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if event["sessionId"] == session.as_str()
+                    && event["method"] == "Network.requestWillBeSent"
+                {
+                    let url = event["params"]["request"]["url"].as_str().unwrap_or("");
+                    keep.lock().unwrap().push(url.to_string());
+                }
+            }
+        });
+        self.call("Network.enable", json!({})).await;
+        seen
+    }
+
+    /// Closes the tab as a person would: the page is unloaded (`pagehide` runs).
+    pub async fn close(self) {
+        call(
+            &self.inner,
+            None,
+            "Target.closeTarget",
+            json!({"targetId": self.target_id}),
+        )
+        .await;
     }
 
     pub async fn bring_to_front(&self) {

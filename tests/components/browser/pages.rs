@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Page, screenshot_path, with_browser};
-use crate::helpers::{TestApp, id_of};
+use crate::helpers::{CLOSED_TAB_GONE_WITHIN, SseClient, TestApp, id_of};
 use crate::{Component, Test};
 
 /// This module's tests, in the order they are listed: each needs Chromium.
@@ -28,6 +28,9 @@ pub fn tests() -> Vec<Test> {
             the_dashboard_remembers_manual_mode_and_refreshes_on_demand,
             a_hidden_tab_notifies_when_ten_seconds_remain_and_when_time_is_up,
             the_dashboard_is_installable_its_worker_caches_only_the_offline_page_and_offline_says_so,
+            a_final_page_says_final_and_opens_no_stream_while_a_rung_timer_listens_for_its_next_round,
+            a_closed_tab_stops_counting_within_about_a_second_and_a_reloaded_one_never_leaves,
+            on_a_phone_the_dashboards_update_modes_stay_on_one_line,
         ]
     )
 }
@@ -489,4 +492,131 @@ async fn page_port(page: &Page) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+async fn a_final_page_says_final_and_opens_no_stream_while_a_rung_timer_listens_for_its_next_round()
+{
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create_yes_no(120.0).await);
+        app.command(&id, "submit", json!({"selection": ["yes"]}))
+            .await;
+        let page = browser.new_page().await;
+        let requests = page.record_requests().await;
+        page.goto(&app.url(&format!("/choice/{id}"))).await;
+        // Past live.js's first tick, which repaints the badge, and any stream's connect.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The browser going back online does not make a final page reconnect either.
+        page.eval("window.dispatchEvent(new Event('online')); 1")
+            .await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let seen = requests.lock().unwrap().clone();
+        assert!(
+            seen.iter()
+                .any(|url| url.ends_with(&format!("/choice/{id}"))),
+            "{seen:?}"
+        );
+        assert!(
+            !seen.iter().any(|url| url.contains("/events")),
+            "no stream: {seen:?}"
+        );
+        assert_eq!(page.text("#badge").await, "Final");
+        assert_eq!(
+            page.eval("document.querySelector('#badge').dataset.state")
+                .await,
+            "closed"
+        );
+        let how = page
+            .eval("document.querySelector('.how time').textContent")
+            .await;
+        assert!(how.as_str().unwrap_or("").ends_with(" UTC"), "{how}");
+        page.assert_no_console_errors();
+
+        // A rung timer may start its next round: its page listens on.
+        let timer = id_of(
+            &app.create(json!({"title": "Tea", "mode": "timer", "timeout_seconds": 1}))
+                .await,
+        );
+        app.get_json(&format!("/api/choices/{timer}/wait?timeout=3"))
+            .await;
+        let page = browser.new_page().await;
+        let requests = page.record_requests().await;
+        page.goto(&app.url(&format!("/choice/{timer}"))).await;
+        page.wait_for(
+            "document.querySelector('#badge').dataset.state === 'live'",
+            Duration::from_secs(5),
+        )
+        .await;
+        let seen = requests.lock().unwrap().clone();
+        assert!(
+            seen.iter()
+                .any(|url| url.ends_with(&format!("/choice/{timer}/events"))),
+            "{seen:?}"
+        );
+        app.command(&timer, "reset", json!({})).await;
+        page.wait_for(
+            "document.querySelector('#status').dataset.round === '2'",
+            Duration::from_secs(2),
+        )
+        .await;
+    })
+    .await;
+}
+
+async fn a_closed_tab_stops_counting_within_about_a_second_and_a_reloaded_one_never_leaves() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        let id = id_of(&app.create_yes_no(120.0).await);
+        let mut observer = SseClient::connect_with(
+            &app.client,
+            &app.url(&format!("/choice/{id}/events")),
+            &[("cookie", "cb_viewer=observer-0123456789; cb_name=Obs")],
+        )
+        .await;
+        let page = browser.new_page().await;
+        open(&page, &app, &id).await;
+        observer.until("viewers", "data-count=\"2\"", Duration::from_secs(2)).await.expect("the tab counts");
+        // A reload ends the tab's stream (and sends its beacon), and comes back at once.
+        let reloaded = tokio::time::Instant::now();
+        page.call("Page.reload", json!({})).await;
+        page.wait_for("document.readyState === 'complete' && document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(5)).await;
+        println!("the reloaded page was live again in {:?}", reloaded.elapsed());
+        let mut counts = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+        while let Some(m) = observer.next(until.saturating_duration_since(tokio::time::Instant::now())).await {
+            if m.event == "viewers" {
+                counts.push(m.data);
+            }
+        }
+        assert!(counts.iter().all(|v| !v.contains("data-count=\"1\"")), "no leave shown: {counts:?}");
+        assert_eq!(app.choice(&id).await["viewers"], 2);
+        page.close().await;
+        let closed = tokio::time::Instant::now();
+        observer.until("viewers", "data-count=\"1\"", CLOSED_TAB_GONE_WITHIN).await.expect("the closed tab stops counting");
+        let took = closed.elapsed();
+        println!("a closed tab stopped counting in {took:?}");
+        assert!(took <= CLOSED_TAB_GONE_WITHIN, "{took:?}");
+        assert_eq!(app.choice(&id).await["watchers"], json!([{"name": "Obs"}]));
+    })
+    .await;
+}
+
+async fn on_a_phone_the_dashboards_update_modes_stay_on_one_line() {
+    with_browser(|browser| async move {
+        let app = TestApp::spawn().await;
+        app.create(json!({"title": "Deploy build 1234 to production?", "source": "nightly-build", "options": [{"id": "yes"}, {"id": "no"}]})).await;
+        let page = browser.new_page().await;
+        for width in [360, 320] {
+            page.set_viewport(width, 800, true).await;
+            page.goto(&app.url("/")).await;
+            page.wait_for("!document.querySelector('#modes').hidden", Duration::from_secs(2)).await;
+            let tops = page
+                .eval("['live', 'poll', 'manual'].map(m => Math.round(document.querySelector(`#modes button[data-mode=${m}]`).getBoundingClientRect().top))")
+                .await;
+            assert!(tops[0] == tops[1] && tops[1] == tops[2], "at {width} px: {tops}");
+            page.screenshot(&screenshot_path(&format!("dashboard-{width}.png"))).await;
+        }
+        page.assert_no_console_errors();
+    })
+    .await;
 }
