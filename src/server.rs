@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::http::limits::{Guards, Limits};
-use crate::http::{self, AppState, Settings, Shared, access::Token};
+use crate::http::{self, AppState, Services, Settings, access::Token};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -94,7 +94,7 @@ pub async fn run(
         drain: DRAIN,
     };
     let guards = Arc::new(Guards::new(config.limits));
-    let state = AppState::new(Shared {
+    let state = AppState::new(Services {
         engine,
         hub: hub.clone(),
         settings: Arc::new(settings),
