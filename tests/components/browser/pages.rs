@@ -218,7 +218,8 @@ async fn ten_tabs_and_the_dashboard_the_visible_tab_is_live_and_any_other_is_cur
         }
         for (id, page) in tabs.iter().rev() {
             // Time moves on elsewhere while the tab is in the background.
-            app.command(id, "timeout", json!({"add": -30})).await;
+            let (status, changed) = app.command(id, "timeout", json!({"add": -30})).await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{changed}");
             page.bring_to_front().await;
             let shown_at = tokio::time::Instant::now();
             let expected = app.choice(id).await["remaining_seconds"].as_f64().unwrap();
@@ -230,6 +231,20 @@ async fn ten_tabs_and_the_dashboard_the_visible_tab_is_live_and_any_other_is_cur
             page.wait_for("document.querySelector('#badge').dataset.state === 'live'", Duration::from_secs(2)).await;
             println!("tab {id}: current {:?} after it came to the front; visibility {}", shown_at.elapsed(), page.eval("document.visibilityState").await);
         }
+        // The dashboard, in the background all along, lists all ten with their countdowns as
+        // they are now, within a second of coming to the front.
+        dashboard.bring_to_front().await;
+        for (id, _) in &tabs {
+            let expected = app.choice(id).await["remaining_seconds"].as_f64().unwrap();
+            dashboard
+                .wait_for(
+                    &format!("(() => {{ const el = document.getElementById('left-{id}'); return !!document.getElementById('row-{id}') && !!el && Math.abs(+el.dataset.remaining - {expected}) <= 1.5; }})()"),
+                    Duration::from_secs(1),
+                )
+                .await;
+        }
+        let rows = dashboard.eval("document.querySelectorAll('[id^=\"row-\"]').length").await;
+        assert_eq!(rows, json!(10), "the dashboard lists the ten choices");
     })
     .await;
 }
