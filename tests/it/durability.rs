@@ -11,7 +11,6 @@ use crate::helpers::{ServerProcess, now_ms, rfc3339_ms};
 async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_restart() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("choiceboard.db").display());
-    let client = reqwest::Client::new();
     // A load test: 200 creates at once are more than one client may make by default.
     let server = ServerProcess::start(&database, &["--rate-limit", "0"]).await;
 
@@ -23,7 +22,11 @@ async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_resta
             let timeout = if (wave * 20 + i) % 2 == 0 { 3 } else { 600 };
             let body = json!({"title": format!("q{}", wave * 20 + i), "options": [{"id": "a"}, {"id": "b"}],
                               "default_selection": ["b"], "timeout_seconds": timeout});
-            let request = client.post(server.url("/api/choices")).json(&body).send();
+            let request = server
+                .client
+                .post(server.url("/api/choices"))
+                .json(&body)
+                .send();
             tasks.push(tokio::spawn(async move {
                 let r = request.await.unwrap();
                 assert_eq!(r.status(), StatusCode::CREATED);
@@ -35,14 +38,11 @@ async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_resta
         }
     }
     let answered = created[1]["id"].as_str().unwrap().to_string();
-    let r = client
-        .post(server.url(&format!("/choice/{answered}/submit")))
-        .json(&json!({"selection": ["a"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let acknowledged = events(&client, &server).await;
+    let (status, _) = server
+        .command(&answered, "submit", json!({"selection": ["a"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let acknowledged = server.all_events(0).await;
     assert_eq!(acknowledged.len(), 201);
     server.kill9().await;
 
@@ -61,7 +61,7 @@ async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_resta
     let restarted_at = now_ms();
     let server = ServerProcess::start(&database, &[]).await;
     let after = loop {
-        let (_, list) = get(&client, &server, "/api/choices?status=all&limit=1000").await;
+        let (_, list) = server.get_json("/api/choices?status=all&limit=1000").await;
         let choices = list["choices"].as_array().unwrap().clone();
         let overdue_left = choices
             .iter()
@@ -90,7 +90,7 @@ async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_resta
         "overdue deadlines fired {worst_fire_lag} ms after start"
     );
 
-    let (_, one) = get(&client, &server, &format!("/api/choices/{answered}")).await;
+    let (_, one) = server.get_json(&format!("/api/choices/{answered}")).await;
     assert_eq!(
         (one["status"].as_str(), one["result"]["selection"].clone()),
         (Some("submitted"), json!(["a"]))
@@ -99,12 +99,9 @@ async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_resta
         .iter()
         .find(|c| c["timeout_seconds"] == 600 && c["id"] != answered.as_str())
         .unwrap();
-    let (_, now) = get(
-        &client,
-        &server,
-        &format!("/api/choices/{}", long["id"].as_str().unwrap()),
-    )
-    .await;
+    let (_, now) = server
+        .get_json(&format!("/api/choices/{}", long["id"].as_str().unwrap()))
+        .await;
     let expected = (rfc3339_ms(long["deadline"].as_str().unwrap()) - now_ms()) as f64 / 1000.0;
     let remaining = now["remaining_seconds"].as_f64().unwrap();
     assert!(
@@ -112,7 +109,7 @@ async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_resta
         "remaining {remaining} s, expected {expected} s"
     );
 
-    let log = events(&client, &server).await;
+    let log = server.all_events(0).await;
     assert_eq!(
         &log[..acknowledged.len()],
         &acknowledged[..],
@@ -129,28 +126,4 @@ async fn a_kill_9_loses_nothing_acknowledged_and_overdue_deadlines_fire_at_resta
             .all(|e| e["type"] == "timed_out")
     );
     server.kill9().await;
-}
-
-async fn get(client: &reqwest::Client, server: &ServerProcess, path: &str) -> (StatusCode, Value) {
-    let r = client.get(server.url(path)).send().await.unwrap();
-    (r.status(), r.json().await.unwrap())
-}
-
-async fn events(client: &reqwest::Client, server: &ServerProcess) -> Vec<Value> {
-    let mut since = 0;
-    let mut all = Vec::new();
-    loop {
-        let (_, page) = get(
-            client,
-            server,
-            &format!("/api/status?since={since}&limit=1000"),
-        )
-        .await;
-        let batch = page["events"].as_array().unwrap().clone();
-        if batch.is_empty() {
-            return all;
-        }
-        since = page["cursor"].as_i64().unwrap();
-        all.extend(batch);
-    }
 }

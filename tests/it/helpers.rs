@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
-    pub client: reqwest::Client,
+    /// Its requests: `app.create(…)`, `app.client`, `app.url(…)` (through `Deref`).
+    pub api: Api,
     pub database: String,
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -69,10 +70,7 @@ impl TestApp {
         }));
         let app = TestApp {
             addr,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            api: Api::new(addr),
             database,
             _dir: dir,
             shutdown: Some(tx),
@@ -94,10 +92,6 @@ impl TestApp {
         panic!("the server did not become ready");
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     /// From now on this app's client sends what a browser on one of our own pages sends
     /// (`Sec-Fetch-Site: same-origin`), so it counts against the per-client rate limit.
     pub fn act_as_browser(&mut self) {
@@ -106,7 +100,7 @@ impl TestApp {
             "sec-fetch-site",
             reqwest::header::HeaderValue::from_static("same-origin"),
         );
-        self.client = reqwest::Client::builder()
+        self.api.client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .build()
@@ -120,6 +114,36 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A client of one server, in-process or a child process alike: the requests tests send.
+pub struct Api {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: std::net::SocketAddr) -> Api {
+        Api {
+            addr,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// Creates a choice; panics unless the server answers 201.
@@ -340,6 +364,8 @@ pub fn now_ms() -> i64 {
 pub struct ServerProcess {
     pub child: tokio::process::Child,
     pub addr: std::net::SocketAddr,
+    /// Its requests, as a `TestApp` sends them (through `Deref`).
+    pub api: Api,
     /// Everything the server has written to stderr so far (its whole log).
     pub output: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -389,17 +415,22 @@ impl ServerProcess {
         ServerProcess {
             child,
             addr,
+            api: Api::new(addr),
             output,
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
     }
 
     /// SIGKILL: no shutdown, no flushing, nothing.
     pub async fn kill9(mut self) {
         self.child.kill().await.expect("kill -9");
+    }
+}
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 

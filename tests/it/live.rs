@@ -2,13 +2,13 @@
 //! store once, however many ask at once. The real binary, restarted on its SQLite file.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{ServerProcess, get_text};
+use crate::helpers::{ServerProcess, get_text, id_of};
 
 /// A counter from `/metrics`.
-async fn metric(client: &reqwest::Client, server: &ServerProcess, name: &str) -> u64 {
-    let text = get_text(client, &server.url("/metrics")).await;
+async fn metric(server: &ServerProcess, name: &str) -> u64 {
+    let text = get_text(&server.client, &server.url("/metrics")).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
@@ -18,37 +18,22 @@ async fn metric(client: &reqwest::Client, server: &ServerProcess, name: &str) ->
 async fn a_choice_not_in_memory_is_read_once_however_many_ask_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("choiceboard.db").display());
-    let client = reqwest::Client::new();
     let server = ServerProcess::start(&database, &[]).await;
-    let r = client
-        .post(server.url("/api/choices"))
-        .json(&json!({"title": "Old news", "options": [{"id": "a"}], "timeout_seconds": 600}))
-        .send()
-        .await
-        .unwrap();
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = client
-        .post(server.url(&format!("/choice/{id}/submit")))
-        .json(&json!({"selection": ["a"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let id = id_of(
+        &server
+            .create(json!({"title": "Old news", "options": [{"id": "a"}], "timeout_seconds": 600}))
+            .await,
+    );
+    let (status, _) = server
+        .command(&id, "submit", json!({"selection": ["a"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     server.kill9().await;
 
     // At start memory holds the active choices only: this final one is not among them.
     let server = ServerProcess::start(&database, &[]).await;
-    assert_eq!(
-        metric(&client, &server, "choiceboard_live_choices").await,
-        0
-    );
-    assert_eq!(
-        metric(&client, &server, "choiceboard_store_reads_total").await,
-        0
-    );
+    assert_eq!(metric(&server, "choiceboard_live_choices").await, 0);
+    assert_eq!(metric(&server, "choiceboard_store_reads_total").await, 0);
     let mut asks = Vec::new();
     for n in 0..200 {
         let path = if n % 2 == 0 {
@@ -56,7 +41,7 @@ async fn a_choice_not_in_memory_is_read_once_however_many_ask_at_once() {
         } else {
             format!("/choice/{id}")
         };
-        let request = client.get(server.url(&path)).send();
+        let request = server.client.get(server.url(&path)).send();
         asks.push(tokio::spawn(async move {
             let r = request.await.unwrap();
             (r.status(), r.text().await.unwrap())
@@ -68,29 +53,18 @@ async fn a_choice_not_in_memory_is_read_once_however_many_ask_at_once() {
         assert!(body.contains("submitted"), "{body}");
     }
     assert_eq!(
-        metric(&client, &server, "choiceboard_store_reads_total").await,
+        metric(&server, "choiceboard_store_reads_total").await,
         1,
         "200 concurrent misses share one read"
     );
     // Cached from now on, and so is an id the store does not have.
     let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
     for _ in 0..20 {
-        let r = client
-            .get(server.url(&format!("/api/choices/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let r = client
-            .get(server.url(&format!("/api/choices/{unknown}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let (status, _) = server.get_json(&format!("/api/choices/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = server.get_json(&format!("/api/choices/{unknown}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
-    assert_eq!(
-        metric(&client, &server, "choiceboard_store_reads_total").await,
-        2
-    );
+    assert_eq!(metric(&server, "choiceboard_store_reads_total").await, 2);
     server.kill9().await;
 }
