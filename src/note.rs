@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::choice::{MAX_SOURCE, Rejection, invalid};
+use crate::choice::names::Source;
+use crate::choice::{Rejection, invalid};
 
 pub const MAX_MESSAGE: usize = 2_000;
 pub const MAX_KIND: usize = 64;
@@ -74,13 +75,7 @@ impl TryFrom<NoteRequest> for Note {
     type Error = Rejection;
 
     fn try_from(req: NoteRequest) -> Result<Note, Rejection> {
-        let source = req.source.trim().to_string();
-        if source.is_empty() || source.chars().count() > MAX_SOURCE {
-            return Err(invalid(
-                "source",
-                format!("source is 1 to {MAX_SOURCE} characters"),
-            ));
-        }
+        let source = String::from(Source::required(&req.source)?);
         let kind = req
             .kind
             .map(|k| k.trim().to_string())

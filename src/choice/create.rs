@@ -2,10 +2,11 @@
 //! refusal names the field at fault. The request and the parse that applies these rules, part
 //! by part, are in `json::request`.
 
+use super::names::{DisplayName, Source};
 use super::{
     Approval, Approver, ChoiceOption, DEFAULT_TIMEOUT_MS, MAX_APPROVERS, MAX_DESCRIPTION,
-    MAX_LABEL, MAX_NAME, MAX_OPTION_ID, MAX_OPTIONS, MAX_PLACEHOLDER, MAX_PROMPT, MAX_SOURCE,
-    MAX_TITLE, Mode, Rejection, check_timeout, invalid, seconds_to_ms,
+    MAX_LABEL, MAX_OPTION_ID, MAX_OPTIONS, MAX_PLACEHOLDER, MAX_PROMPT, MAX_TITLE, Mode, Rejection,
+    check_timeout, invalid, seconds_to_ms,
 };
 use crate::clock::Millis;
 
@@ -190,13 +191,12 @@ pub fn placeholder(placeholder: Option<String>) -> Result<Option<String>, Reject
 
 /// The name of the program that asks, trimmed; blank is none.
 pub fn source(source: Option<String>) -> Result<Option<String>, Rejection> {
-    let source = source
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
-    if let Some(s) = &source {
-        check_len("source", s, MAX_SOURCE)?;
-    }
-    Ok(source)
+    Ok(source
+        .as_deref()
+        .map(Source::parse)
+        .transpose()?
+        .flatten()
+        .map(String::from))
 }
 
 /// The approvers and quorum: single and multi only, 1 to `MAX_APPROVERS` distinct names, a
@@ -251,19 +251,7 @@ pub fn approval(
 /// control characters, a name of its own. Without a key yet.
 fn approver(i: usize, name: &str, before: &[Approver]) -> Result<Approver, Rejection> {
     let field = format!("approvers[{i}]");
-    let name = name.trim().to_string();
-    if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Err(invalid(
-            field,
-            format!("an approver's name is 1 to {MAX_NAME} characters"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid(
-            field,
-            "an approver's name may not contain control characters",
-        ));
-    }
+    let name = String::from(DisplayName::required(&field, name)?);
     if before.iter().any(|a| a.name == name) {
         return Err(invalid(field, format!("approver {name:?} is listed twice")));
     }

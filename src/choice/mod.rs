@@ -15,6 +15,7 @@ use crate::clock::Millis;
 pub mod approval;
 pub mod create;
 mod machine;
+pub mod names;
 #[cfg(test)]
 mod testing;
 

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use super::error::{ErrorBody, errors};
 use super::{AppError, AppState, Body, Params, PathIds, parse_json};
+use crate::choice::names::Source;
 use crate::choice::{Choice, NewChoice};
 use crate::clock::now_ms;
 use crate::engine::ListenState;
@@ -318,13 +319,12 @@ pub async fn notes(
 ) -> Result<Json<NoteList>, AppError> {
     let since = params.int("since", 0, i64::MAX, 0)?;
     let limit = params.int("limit", 1, MAX_LIST, 100)?;
-    let source = params.text("source");
-    if source.is_some_and(|s| s.chars().count() > crate::choice::MAX_SOURCE) {
-        return Err(AppError::invalid(
-            "source",
-            "source is at most 64 characters",
-        ));
-    }
+    let source = params
+        .text("source")
+        .map(Source::parse)
+        .transpose()?
+        .flatten();
+    let source = source.as_ref().map(Source::as_str);
     let notes = state
         .engine
         .store()

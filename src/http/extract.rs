@@ -10,6 +10,7 @@ use axum_extra::extract::cookie::{Cookie, CookieJar};
 use serde::de::DeserializeOwned;
 
 use super::AppError;
+use crate::choice::names::DisplayName;
 use crate::live::Viewer;
 
 /// Does this request change state (anything but GET, HEAD and OPTIONS)? Such requests take a
@@ -215,13 +216,7 @@ pub fn viewer_of(headers: &HeaderMap) -> Viewer {
                 .next()
                 .map(|(_, v)| v.into_owned())
         })
-        .map(|n| {
-            n.trim()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(crate::choice::MAX_NAME)
-                .collect::<String>()
-        })
-        .filter(|n| !n.is_empty());
+        .and_then(|n| DisplayName::fitted(&n))
+        .map(String::from);
     Viewer { key, name }
 }

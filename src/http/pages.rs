@@ -10,6 +10,7 @@ use cookie::CookieBuilder;
 use super::{
     AppError, AppState, Asks, Body, NAME_COOKIE, Params, PathIds, VIEWER_COOKIE, Wants, viewer_of,
 };
+use crate::choice::names::{DisplayName, Source};
 use crate::choice::{Mode, NewChoice, Rejection};
 use crate::clock::now_ms;
 use crate::json::request::CreateRequest;
@@ -34,16 +35,12 @@ pub async fn board(State(state): State<AppState>, params: Params) -> Result<Resp
 
 /// `?source=&level=` on the dashboard.
 fn filter(params: &Params) -> Result<views::dashboard::Filter, AppError> {
-    let source = params.text("source").map(str::to_string);
-    if source
-        .as_ref()
-        .is_some_and(|s| s.chars().count() > crate::choice::MAX_SOURCE)
-    {
-        return Err(AppError::invalid(
-            "source",
-            "source is at most 64 characters",
-        ));
-    }
+    let source = params
+        .text("source")
+        .map(Source::parse)
+        .transpose()?
+        .flatten()
+        .map(String::from);
     let level = match params.text("level") {
         None => None,
         Some("info") => Some(Level::Info),
@@ -216,13 +213,10 @@ pub async fn set_name(
         }
     }
     let wants = asks.or(Wants::Page);
-    if name.chars().count() > crate::choice::MAX_NAME || name.chars().any(char::is_control) {
-        let e = AppError::invalid(
-            "name",
-            "a name is at most 40 characters, without control characters",
-        );
-        return e.render(wants, Some(&back));
-    }
+    let name = match DisplayName::parse("name", &name) {
+        Ok(name) => name.map(String::from).unwrap_or_default(),
+        Err(e) => return AppError::from(e).render(wants, Some(&back)),
+    };
     if let Some(key) = viewer_of(&headers).key {
         state
             .engine
