@@ -56,6 +56,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod note;
 pub mod notify;
+pub mod paths;
 pub mod scheduler;
 pub mod server;
 pub mod store;

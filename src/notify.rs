@@ -102,7 +102,7 @@ impl Notifier {
     }
 
     fn link(&self, c: &Choice) -> String {
-        format!("{}/choice/{}", self.base_url, c.id)
+        crate::paths::choice_url(&self.base_url, &c.id)
     }
 
     /// A push about `c` that keeps its buttons (the choice is still open).

@@ -65,7 +65,7 @@ pub async fn create(State(state): State<AppState>, Body(body): Body) -> Result<R
     state.record_command("create", &created, started);
     let (choice, keys) = created?;
     let location = format!("/api/choices/{}", choice.id);
-    let page = format!("{}/choice/{}", state.settings.public_url, choice.id);
+    let page = crate::paths::choice_url(&state.settings.public_url, &choice.id);
     let body = crate::json::CreatedBody {
         choice: state.choice_json(&choice),
         approver_links: keys

@@ -271,9 +271,9 @@ pub async fn command(
         }
         (Ok(_), Wants::Page) => (
             StatusCode::SEE_OTHER,
-            [(header::LOCATION, format!("/choice/{id}"))],
+            [(header::LOCATION, crate::paths::choice(&id))],
         )
             .into_response(),
-        (Err(e), wants) => e.render(wants, Some(&format!("/choice/{id}"))),
+        (Err(e), wants) => e.render(wants, Some(&crate::paths::choice(&id))),
     }
 }

@@ -72,7 +72,7 @@ pub async fn choice(
     if wants == Wants::Json {
         return Json(state.choice_json(choice)).into_response();
     }
-    let url = format!("{}/choice/{id}", state.settings.public_url);
+    let url = crate::paths::choice_url(&state.settings.public_url, &id);
     let fixed = entry
         .page
         .get_or_init(|| views::choice::Fixed::render(choice, &url));
@@ -292,7 +292,7 @@ pub async fn new_timer(State(state): State<AppState>, Body(body): Body) -> Respo
     match created {
         Ok(timer) => (
             StatusCode::SEE_OTHER,
-            [(header::LOCATION, format!("/choice/{}", timer.id))],
+            [(header::LOCATION, crate::paths::choice(&timer.id))],
         )
             .into_response(),
         Err(e) => e.into_page(None),

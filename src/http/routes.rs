@@ -11,6 +11,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::paths;
+
 use super::{AppState, access, api, commands, limits, log, openapi, ops, pages, push, sse, ws};
 
 /// Only our own scripts and styles: no inline script, no eval, no framing.
@@ -46,14 +48,14 @@ pub fn router(state: AppState) -> Router {
     // Anyone may use these: nothing is at stake, or the choice id in the path is the capability.
     let open = Router::new()
         .route("/healthz", get(api::healthz))
-        .route("/login", get(access::login_form).post(access::login))
-        .route("/logout", post(access::logout))
-        .route("/name", post(pages::set_name))
-        .route("/choice/{id}", get(pages::choice))
-        .route("/choice/{id}/events", get(sse::choice_events))
-        .route("/choice/{id}/events/leave", post(pages::leave))
-        .route("/choice/{id}/{action}", post(commands::command))
-        .route("/ws/{id}", get(ws::choice_socket))
+        .route(paths::LOGIN, get(access::login_form).post(access::login))
+        .route(paths::LOGOUT, post(access::logout))
+        .route(paths::NAME, post(pages::set_name))
+        .route(paths::CHOICE, get(pages::choice))
+        .route(paths::CHOICE_EVENTS, get(sse::choice_events))
+        .route(paths::CHOICE_LEAVE, post(pages::leave))
+        .route(paths::CHOICE_ACTION, post(commands::command))
+        .route(paths::CHOICE_SOCKET, get(ws::choice_socket))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/htmx.js", get(pages::htmx))
         .route("/static/{version}/{file}", get(pages::module))
@@ -68,11 +70,11 @@ pub fn router(state: AppState) -> Router {
     // These need the token, when one is set: the API, the log, metrics, the dashboard and MCP.
     let guarded = Router::new()
         .merge(mcp)
-        .route("/api/choices", post(api::create).get(api::list))
+        .route(paths::API_CHOICES, post(api::create).get(api::list))
         .route("/api/openapi.json", get(openapi::document))
-        .route("/api/choices/{id}", get(api::one))
+        .route(paths::API_CHOICE, get(api::one))
         .route("/api/status", get(api::status))
-        .route("/api/notes", post(api::create_note).get(api::notes))
+        .route(paths::API_NOTES, post(api::create_note).get(api::notes))
         .route("/api/events", get(log::events))
         .route("/api/push/key", get(push::key))
         .route(
@@ -82,14 +84,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/push/subscriptions/{id}", delete(push::unsubscribe))
         .route("/ws", get(ws::log_socket))
         .route("/metrics", get(ops::metrics))
-        .route("/", get(pages::dashboard))
-        .route("/board", get(pages::board))
-        .route("/events", get(sse::dashboard_events))
-        .route("/timers", post(pages::new_timer))
+        .route(paths::DASHBOARD, get(pages::dashboard))
+        .route(paths::BOARD, get(pages::board))
+        .route(paths::DASHBOARD_EVENTS, get(sse::dashboard_events))
+        .route(paths::TIMERS, post(pages::new_timer))
         .route_layer(deadline())
         // A long poll holds its answer up to its own `timeout`, so the request time limit
         // does not apply.
-        .route("/api/choices/{id}/wait", get(api::wait))
+        .route(paths::API_CHOICE_WAIT, get(api::wait))
         .route_layer(rate_limit())
         .route_layer(token());
 

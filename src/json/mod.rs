@@ -198,7 +198,7 @@ pub fn choice(c: &Choice, now: Millis, base_url: &str, presence: &Presence) -> C
     let spec = &c.spec;
     ChoiceBody {
         id: c.id.clone(),
-        url: format!("{base_url}/choice/{}", c.id),
+        url: crate::paths::choice_url(base_url, &c.id),
         title: spec.title.clone(),
         prompt: spec.prompt.clone(),
         mode: spec.mode,

@@ -6,6 +6,7 @@ use super::{badge, clock, final_badge, markdown, page as shell, trusted};
 use crate::choice::{Approval, Choice, Mode, OnTimeout, Status, Via};
 use crate::clock::{Millis, readable, rfc3339};
 use crate::json::Presence;
+use crate::paths;
 
 /// The countdown. `data-remaining` (seconds) and `data-deadline` (Unix ms, empty unless
 /// counting) let static/js/live.js interpolate between pushes from the server's figures, never from the
@@ -246,7 +247,7 @@ pub enum Ballot<'a> {
 pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -> Markup {
     let presence = context.presence;
     let id = &c.id;
-    let action = |name: &str| format!("/choice/{id}/{name}");
+    let action = |name: &str| paths::choice_action(id, name);
     let spec = &c.spec;
     let multi = spec.mode == Mode::Multi || (spec.mode == Mode::Hybrid && spec.max_selections > 1);
     let refresh = (!c.status.is_final()).then_some(10);
@@ -258,7 +259,7 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
         html! {
             main .choice data-choice-id=(id) data-mode=(spec.mode.as_str()) {
                 nav .top {
-                    a href="/" { "← All choices" }
+                    a href=(paths::DASHBOARD) { "← All choices" }
                     @if streams { (badge()) } @else { (final_badge()) }
                 }
                 h1 { (spec.title) }
@@ -366,8 +367,8 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
                     button #copy type="button" hidden { "Copy link" }
                     details { summary { "QR code" } @if let Some(svg) = &fixed.qr { div .qr { (svg) } } }
                 }
-                form .name method="post" action="/name" hx-post="/name" hx-swap="none" {
-                    input type="hidden" name="back" value={ "/choice/" (id) };
+                form .name method="post" action=(paths::NAME) hx-post=(paths::NAME) hx-swap="none" {
+                    input type="hidden" name="back" value=(paths::choice(id));
                     label { "Your name " input type="text" name="name" maxlength="40" placeholder="guest"
                         value=[context.name] autocomplete="nickname"; }
                     button type="submit" { "Save" }
@@ -380,8 +381,8 @@ pub fn page(c: &Choice, fixed: &Fixed, now: Millis, context: &PageContext<'_>) -
                     // live.js posts to `data-leave` as the tab goes away, so this browser stops
                     // counting as a viewer a moment after its stream ends, not after the grace
                     // period kept for a stream that blips.
-                    div #stream hx-sse:connect={ "/choice/" (id) "/events" } hx-sse:close="close"
-                        data-leave={ "/choice/" (id) "/events/leave" } {}
+                    div #stream hx-sse:connect=(paths::choice_events(id)) hx-sse:close="close"
+                        data-leave=(paths::choice_leave(id)) {}
                 }
             }
         },

@@ -7,6 +7,7 @@ use super::{badge, clock, installable_page};
 use crate::choice::{Choice, Status};
 use crate::clock::{Millis, rfc3339};
 use crate::note::{Level, Note};
+use crate::paths;
 
 /// What the board shows; the hub assembles it once per change.
 pub struct Board {
@@ -104,7 +105,7 @@ pub fn board(board: &Board, now: Millis, filter: &Filter) -> Markup {
                             }
                             li #{ "row-" (c.id) } .row data-status=(c.status.as_str()) data-source=(source.unwrap_or(""))
                                 hidden[!filter.shows_source(source)] {
-                                a .title href={ "/choice/" (c.id) } { (c.spec.title) }
+                                a .title href=(paths::choice(&c.id)) { (c.spec.title) }
                                 span .mode { (c.spec.mode.as_str()) }
                                 span .pill data-status=(c.status.as_str()) { (c.status.as_str()) }
                                 (left(c, now))
@@ -123,7 +124,7 @@ pub fn board(board: &Board, now: Millis, filter: &Filter) -> Markup {
                         @for c in &board.finished {
                             li #{ "done-" (c.id) } .row data-status=(c.status.as_str())
                                 data-source=(c.spec.source.as_deref().unwrap_or("")) hidden[!filter.shows_source(c.spec.source.as_deref())] {
-                                a .title href={ "/choice/" (c.id) } { (c.spec.title) }
+                                a .title href=(paths::choice(&c.id)) { (c.spec.title) }
                                 span .pill data-status=(c.status.as_str()) { (c.status.as_str()) }
                                 span .result { (summary(c)) }
                                 @if let Some(at) = c.resolved_at { time datetime=(rfc3339(at)) { (rfc3339(at).get(11..19).unwrap_or("")) " UTC" } }
@@ -182,12 +183,12 @@ pub fn page(board_now: &Board, now: Millis, filter: &Filter) -> Markup {
                         button type="button" data-mode="poll" { "Polling" }
                         label { "every " input #poll-seconds type="number" min="5" max="60" value="10"; " s" }
                         button type="button" data-mode="manual" { "Manual" }
-                        a #refresh .button href="/" hx-get="/board" hx-swap="none" { "Refresh" }
+                        a #refresh .button href=(paths::DASHBOARD) hx-get=(paths::BOARD) hx-swap="none" { "Refresh" }
                     }
                 }
                 details .new-timer {
                     summary { "New timer" }
-                    form method="post" action="/timers" {
+                    form method="post" action=(paths::TIMERS) {
                         label { "Name " input type="text" name="title" required maxlength="200" placeholder="Focus block"; }
                         label { "Minutes " input type="number" name="minutes" min="0.1" max="10080" step="any" value="25" required; }
                         fieldset {
@@ -197,7 +198,7 @@ pub fn page(board_now: &Board, now: Millis, filter: &Filter) -> Markup {
                         button .primary type="submit" { "Create timer" }
                     }
                 }
-                form #filter .filter method="get" action="/" {
+                form #filter .filter method="get" action=(paths::DASHBOARD) {
                     label { "Source "
                         select name="source" {
                             option value="" { "all" }
@@ -217,7 +218,7 @@ pub fn page(board_now: &Board, now: Millis, filter: &Filter) -> Markup {
                     button #filter-apply type="submit" { "Filter" }
                 }
                 (board(board_now, now, filter))
-                div #stream hx-sse:connect="/events" {}
+                div #stream hx-sse:connect=(paths::DASHBOARD_EVENTS) {}
             }
         },
     )

@@ -3,6 +3,7 @@
 use maud::{Markup, html};
 
 use super::page as shell;
+use crate::paths;
 
 /// The form. `bounce` refreshes the page once at load: a link from another site arrives
 /// without the SameSite=Strict cookie, and the same request made from our own page carries it.
@@ -15,7 +16,7 @@ pub fn page(next: &str, error: Option<&str>, bounce: bool) -> Markup {
             @if let Some(error) = error {
                 div .error data-code="unauthorized" role="alert" { (error) }
             }
-            form #login method="post" action="/login" {
+            form #login method="post" action=(paths::LOGIN) {
                 input type="hidden" name="next" value=(next);
                 label { "Token " input type="password" name="token" required autocomplete="current-password" autofocus; }
                 " "
