@@ -227,8 +227,8 @@ impl HubInner {
 /// On a thread of its own, outside the runtime: wake-ups from outside enter the runtime's
 /// shared queue in order, so the viewers of one choice run together. Woken from a worker, the
 /// first few hundred would sit in that worker's local queue and the rest overflow to the shared
-/// one, and one choice's viewers would end up spread over the whole burst (p99 spread 281 ms at
-/// 19,000 viewers; a change waited behind it too).
+/// one, and one choice's viewers would end up spread over the whole burst (a change waited
+/// behind it too; bench/README.md has the figures).
 fn tick_loop(hub: std::sync::Weak<HubInner>) {
     loop {
         let wait = 1000 - now_ms().rem_euclid(1000);
