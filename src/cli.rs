@@ -63,16 +63,8 @@ pub struct NoteArgs {
     pub kind: String,
     #[arg(long, value_enum, default_value = "info")]
     pub level: crate::note::Level,
-    /// The choiceboard server.
-    #[arg(
-        long,
-        env = "CHOICEBOARD_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub server: String,
-    /// Sent as `Authorization: Bearer TOKEN`.
-    #[arg(long, env = "CHOICEBOARD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub client: crate::client::ClientArgs,
 }
 
 /// `choiceboard mcp`: the tools on stdin/stdout until the client closes the session, asking
@@ -88,7 +80,7 @@ async fn mcp(args: McpArgs) -> anyhow::Result<i32> {
 
 /// `choiceboard note`: one POST; exit 0 when stored, 1 otherwise (with the reason).
 async fn note(args: NoteArgs) -> anyhow::Result<i32> {
-    let client = crate::client::Client::new(&args.server, args.token)?;
+    let client = crate::client::Client::new(&args.client.server, args.client.token)?;
     let request = crate::note::NoteRequest {
         source: args.source,
         kind: Some(args.kind),

@@ -56,6 +56,21 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Where a command line finds the server: `--server` and `--token`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The choiceboard server.
+    #[arg(
+        long,
+        env = "CHOICEBOARD_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "CHOICEBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 /// The final answer as the API reports it (`result` in the choice JSON).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]

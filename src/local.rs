@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Url;
 use tokio::sync::oneshot;
 
-use crate::client::Client;
+use crate::client::{Client, ClientArgs};
 use crate::server::{self, Config};
 
 /// A server this process started because nothing answered at the address.
@@ -116,17 +116,10 @@ async fn ready(
 /// Where `ask` and `mcp` find the server, and what they serve with when nothing answers there.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// The choiceboard server. When nothing answers there, this command serves on that address
-    /// itself for as long as it runs.
-    #[arg(
-        long,
-        env = "CHOICEBOARD_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub server: String,
-    /// Sent as `Authorization: Bearer TOKEN`.
-    #[arg(long, env = "CHOICEBOARD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The server (when nothing answers at `--server`, this command serves on that address
+    /// itself for as long as it runs).
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// The database when serving in-process (see --server).
     #[arg(
         long,
@@ -139,6 +132,11 @@ pub struct ServerArgs {
 impl ServerArgs {
     /// [`connect`] with these arguments.
     pub async fn connect(&self) -> anyhow::Result<(Client, Option<LocalServer>)> {
-        connect(&self.server, self.token.clone(), &self.database).await
+        connect(
+            &self.client.server,
+            self.client.token.clone(),
+            &self.database,
+        )
+        .await
     }
 }

@@ -211,8 +211,7 @@ pub async fn status(
     State(state): State<AppState>,
     params: Params,
 ) -> Result<Json<StatusPage>, AppError> {
-    let since = params.int("since", 0, i64::MAX, 0)?;
-    let limit = params.int("limit", 1, MAX_LIST, 100)?;
+    let (since, limit) = params.page(MAX_LIST)?;
     let events = state.engine.store().events_after(since, limit).await?;
     let active = state.engine.live().active();
     let cursor = events.last().map_or(since, |e| e.seq);
@@ -317,8 +316,7 @@ pub async fn notes(
     State(state): State<AppState>,
     params: Params,
 ) -> Result<Json<NoteList>, AppError> {
-    let since = params.int("since", 0, i64::MAX, 0)?;
-    let limit = params.int("limit", 1, MAX_LIST, 100)?;
+    let (since, limit) = params.page(MAX_LIST)?;
     let source = params
         .text("source")
         .map(Source::parse)

@@ -95,6 +95,15 @@ impl Params {
         }
     }
 
+    /// `since` (the last seq seen, default 0) and `limit` (1 to `max`, default 100): where a
+    /// page of the log starts, and how long it is.
+    pub fn page(&self, max: i64) -> Result<(i64, i64), AppError> {
+        Ok((
+            self.int("since", 0, i64::MAX, 0)?,
+            self.int("limit", 1, max, 100)?,
+        ))
+    }
+
     /// A number of seconds within `min..=max` (fractions allowed), or `default` when absent.
     pub fn seconds(&self, name: &str, min: f64, max: f64, default: f64) -> Result<f64, AppError> {
         let Some(raw) = self.0.get(name) else {
