@@ -24,7 +24,9 @@ use crate::note::Note;
 use crate::scheduler::{Expire, Scheduler};
 use crate::store::{LogEvent, NewEvent, Store, Writer};
 
+pub mod error;
 mod follow;
+pub use error::EngineError;
 use follow::{Follow, follow_log, listen_loop};
 
 /// One committed change: the event as logged and the choice right after it.
@@ -41,21 +43,6 @@ pub struct Change {
     pub kind: Option<EventKind>,
     /// The choice right after the event; `None` for events of no choice (notes).
     pub choice: Option<Arc<Choice>>,
-}
-
-#[derive(Debug)]
-pub enum EngineError {
-    NotFound,
-    Rejected(Rejection),
-    /// Too much is waiting already (the writer's queue is full): try again shortly.
-    Busy,
-    Internal(anyhow::Error),
-}
-
-impl From<anyhow::Error> for EngineError {
-    fn from(e: anyhow::Error) -> Self {
-        EngineError::Internal(e)
-    }
 }
 
 /// Receives every committed change, in seq order, synchronously after the commit. The hub

@@ -191,11 +191,16 @@ pub struct Health {
     pub listen: Option<&'static str>,
 }
 
+/// A choice's page, where a person answers it: the `url` of its JSON.
+pub fn choice_url(base_url: &str, id: &str) -> String {
+    format!("{base_url}/choice/{id}")
+}
+
 pub fn choice(c: &Choice, now: Millis, base_url: &str, presence: &Presence) -> ChoiceBody {
     let spec = &c.spec;
     ChoiceBody {
         id: c.id.clone(),
-        url: format!("{base_url}/choice/{}", c.id),
+        url: choice_url(base_url, &c.id),
         title: spec.title.clone(),
         prompt: spec.prompt.clone(),
         mode: spec.mode,

@@ -3,6 +3,7 @@
 use maud::{Markup, html};
 
 use super::page as shell;
+use crate::error_code::ErrorCode;
 
 /// The form. `bounce` refreshes the page once at load: a link from another site arrives
 /// without the SameSite=Strict cookie, and the same request made from our own page carries it.
@@ -13,7 +14,7 @@ pub fn page(next: &str, error: Option<&str>, bounce: bool) -> Markup {
             p { "This dashboard needs the server's token (" code { "--token" } " or "
                 code { "CHOICEBOARD_TOKEN" } "). A choice's own page needs only its link." }
             @if let Some(error) = error {
-                div .error data-code="unauthorized" role="alert" { (error) }
+                div .error data-code=(ErrorCode::Unauthorized.as_str()) role="alert" { (error) }
             }
             form #login method="post" action="/login" {
                 input type="hidden" name="next" value=(next);
