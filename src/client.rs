@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::choice::{Mode, OnTimeout, Status};
+use crate::error_code::ErrorCode;
 use crate::json::request::CreateRequest;
 
 /// How long a request other than a long poll may take before the server counts as unreachable.
@@ -25,7 +26,7 @@ pub enum Error {
     /// The server answered with its JSON error: `{"error": {"code", "message", "field"}}`.
     Api {
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
         field: Option<String>,
     },
@@ -55,6 +56,16 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The API's code, where the server answered with its JSON error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
 
 /// Where a command line finds the server: `--server` and `--token`.
 #[derive(clap::Args, Debug, Clone)]
@@ -95,6 +106,12 @@ pub struct RemoteChoice {
     #[serde(default)]
     pub default_selection: Vec<String>,
     pub result: Option<Answer>,
+    /// RFC 3339 UTC.
+    #[serde(default)]
+    pub created_at: String,
+    /// RFC 3339 UTC, once final.
+    #[serde(default)]
+    pub resolved_at: Option<String>,
     /// Approver name → the link that votes as them (in the create answer only).
     #[serde(default)]
     pub approver_links: std::collections::BTreeMap<String, String>,
@@ -178,7 +195,7 @@ impl Client {
             .timeout(REQUEST_TIMEOUT)
             .json(&json!({ "annotation": annotation }));
         match self.choice(r).await {
-            Err(Error::Api { code, .. }) if code == "already_final" => self.get(id).await,
+            Err(e) if e.code() == Some(ErrorCode::AlreadyFinal) => self.get(id).await,
             other => other,
         }
     }
@@ -235,10 +252,12 @@ impl RemoteChoice {
     }
 }
 
+/// The API's JSON error; a code this client does not know makes it something unexpected.
 fn api_error(status: StatusCode, body: &Value) -> Error {
     let error = &body["error"];
     let text = |name: &str| error[name].as_str().map(str::to_string);
-    match (text("code"), text("message")) {
+    let code = ErrorCode::deserialize(&error["code"]).ok();
+    match (code, text("message")) {
         (Some(code), Some(message)) => Error::Api {
             status: status.as_u16(),
             code,

@@ -11,7 +11,10 @@
 //!   `events` log, retention), `notes`, `push` (devices, secrets), `batch` (the writer's
 //!   group-committed transaction).
 //! - [`engine`] — the only path that changes a choice: transition, store, update the live
-//!   state, publish; `writer` (its thread, group commit), `follow` (other nodes' commits).
+//!   state, publish; `writer` (its thread, group commit), `follow` (other nodes' commits),
+//!   `error` (each refusal by its code from API.md).
+//! - [`error_code`] — the error codes of API.md and their statuses, one enum for the handlers,
+//!   the views, the metrics and the client.
 //! - [`live`] — the live state: every active choice in memory with its rendered frames and its
 //!   own channels, and a bounded cache of the rest. Every read is served from it.
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
@@ -34,8 +37,9 @@
 //! - [`client`] — the JSON API as a client speaks it.
 //! - [`local`] — for `ask` and `mcp`: serve in-process when nothing answers at the address.
 //! - [`ask`] — `choiceboard ask`: ask from a shell script, print the answer, exit by outcome.
-//! - [`mcp`] — the MCP tools `provide_choice` and `poll_selection`, on stdio
-//!   (`choiceboard mcp`) and over HTTP at `/mcp`.
+//! - [`mcp`] — the MCP tools `provide_choice` and `poll_selection` (`args`, `answer`,
+//!   `elicit`), over a `backend`: a server's JSON API on stdio (`choiceboard mcp`, `stdio`), or
+//!   this server's own engine over HTTP at `/mcp` (`http`).
 //! - [`clock`] — wall-clock milliseconds, RFC 3339, and durations as people write them.
 
 pub mod ask;
@@ -45,6 +49,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod engine;
+pub mod error_code;
 pub mod frame;
 pub mod http;
 pub mod hub;

@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use crate::choice::{EventKind, Status};
 use crate::clock::Millis;
 use crate::engine::{Change, Subscriber};
+use crate::error_code::ErrorCode;
 
 /// Command latency buckets, in seconds: a durable commit takes milliseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -62,14 +63,16 @@ impl Default for Metrics {
 }
 
 /// What a command came to, as a label.
-pub fn outcome_label(code: Option<&str>) -> &'static str {
+pub fn outcome_label(code: Option<ErrorCode>) -> &'static str {
     match code {
         None => "ok",
-        Some("not_found") => "not_found",
-        Some("already_final") => "already_final",
-        Some("conflict") => "conflict",
-        Some("invalid") => "invalid",
-        Some("malformed") | Some("too_large") => "malformed",
+        Some(
+            code @ (ErrorCode::NotFound
+            | ErrorCode::AlreadyFinal
+            | ErrorCode::Conflict
+            | ErrorCode::Invalid),
+        ) => code.as_str(),
+        Some(ErrorCode::Malformed | ErrorCode::TooLarge) => ErrorCode::Malformed.as_str(),
         Some(_) => "error",
     }
 }
@@ -102,7 +105,7 @@ impl Metrics {
 
     /// One command or create, by action, outcome (`None` = done, else the error code) and
     /// how long it took.
-    pub fn command(&self, action: &str, error_code: Option<&str>, took: Duration) {
+    pub fn command(&self, action: &str, error_code: Option<ErrorCode>, took: Duration) {
         let action = ACTIONS
             .iter()
             .copied()
@@ -296,8 +299,16 @@ mod tests {
     fn the_exposition_has_every_family_and_well_formed_lines() {
         let m = Metrics::default();
         m.command("submit", None, Duration::from_millis(3));
-        m.command("submit", Some("already_final"), Duration::from_millis(1));
-        m.command("<script>", Some("not_found"), Duration::from_millis(1));
+        m.command(
+            "submit",
+            Some(ErrorCode::AlreadyFinal),
+            Duration::from_millis(1),
+        );
+        m.command(
+            "<script>",
+            Some(ErrorCode::NotFound),
+            Duration::from_millis(1),
+        );
         let text = m.render(&Snapshot {
             choices_by_status: vec![("pending".into(), 2)],
             ..Snapshot::default()

@@ -16,14 +16,16 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::choice::{Actor, Choice, Command, EventKind, NewChoice, Rejection, Via};
+use crate::choice::{Actor, Choice, Command, EventKind, NewChoice, Via};
 use crate::clock::now_ms;
 use crate::live::{Entry, Live, Waiting};
 use crate::note::Note;
 use crate::scheduler::{Expire, Scheduler};
 use crate::store::{LogEvent, Store};
 
+pub mod error;
 mod follow;
+pub use error::EngineError;
 mod writer;
 use follow::{Follow, listen_loop};
 use writer::{spawn_writer, write_loop};
@@ -42,21 +44,6 @@ pub struct Change {
     pub kind: Option<EventKind>,
     /// The choice right after the event; `None` for events of no choice (notes).
     pub choice: Option<Arc<Choice>>,
-}
-
-#[derive(Debug)]
-pub enum EngineError {
-    NotFound,
-    Rejected(Rejection),
-    /// Too much is waiting already (the writer's queue is full): try again shortly.
-    Busy,
-    Internal(anyhow::Error),
-}
-
-impl From<anyhow::Error> for EngineError {
-    fn from(e: anyhow::Error) -> Self {
-        EngineError::Internal(e)
-    }
 }
 
 /// Receives every committed change, in seq order, synchronously after the commit. The hub

@@ -103,6 +103,8 @@ pub async fn same_site(State(state): State<AppState>, request: Request, next: Ne
         tracing::warn!(host = ?headers.get(header::HOST), "refused a request for a foreign host name");
         return AppError::ForbiddenOrigin.render_for(headers);
     }
+    // The one origin check of `/ws` and `/ws/{id}`: the header is compared as axum's
+    // `WebSocketUpgrade` compares it, so no upgrade the handlers accept passes unchecked.
     let upgrade = headers
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));

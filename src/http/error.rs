@@ -1,8 +1,8 @@
-//! One error type for every handler. Each variant has a status and a stable code from API.md;
-//! it renders as JSON (`ErrorBody`) for programs and as a readable page or fragment for people,
-//! as the client's [`Asks`] says. Internal causes are logged with their chain and answered as
-//! an opaque 500. The error responses the OpenAPI document lists are declared here too
-//! ([`errors`]), once each.
+//! One error type for every handler. Each variant has a stable code from API.md, which gives
+//! its status ([`ErrorCode`]); it renders as JSON (`ErrorBody`) for programs and as a readable
+//! page or fragment for people, as the client's [`Asks`] says. Internal causes are logged with
+//! their chain and answered as an opaque 500. The error responses the OpenAPI document lists
+//! are declared here too ([`errors`]), once each.
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::{Asks, Wants};
 use crate::choice::Rejection;
-use crate::engine::EngineError;
+use crate::engine::error::{ALREADY_FINAL, EngineError, FAULT, NO_SUCH_CHOICE, OVERLOADED};
+use crate::error_code::ErrorCode;
 
 /// Every error as JSON: a stable code, a message for people, and the field at fault where one is.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -26,53 +27,6 @@ pub struct ErrorDetail {
     /// The field at fault, as a path (`options[1].id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
-}
-
-/// The error codes, with their statuses: 400 malformed, 401 unauthorized, 403
-/// forbidden_origin and not_an_approver, 404 not_found, 408 request_timeout, 409 already_final
-/// and conflict, 413 too_large, 422 invalid, 429 rate_limited, 500 internal, 503 unavailable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    Malformed,
-    Unauthorized,
-    ForbiddenOrigin,
-    NotAnApprover,
-    NotFound,
-    RequestTimeout,
-    AlreadyFinal,
-    Conflict,
-    TooLarge,
-    Invalid,
-    RateLimited,
-    Unavailable,
-    Internal,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Malformed => "malformed",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::ForbiddenOrigin => "forbidden_origin",
-            ErrorCode::NotAnApprover => "not_an_approver",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::AlreadyFinal => "already_final",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::Invalid => "invalid",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The error responses many routes share, each declared once: a route lists the ones it gives.
@@ -173,21 +127,7 @@ impl AppError {
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Malformed(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::ForbiddenOrigin | AppError::NotAnApprover(_) => StatusCode::FORBIDDEN,
-            AppError::NotFound | AppError::NoSuchAction(_) | AppError::NoSuchDevice => {
-                StatusCode::NOT_FOUND
-            }
-            AppError::AlreadyFinal | AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code().status()
     }
 
     pub fn code(&self) -> ErrorCode {
@@ -222,17 +162,15 @@ impl AppError {
                 "a valid token is required (Authorization: Bearer TOKEN)".into()
             }
             AppError::ForbiddenOrigin => "this request came from another site".into(),
-            AppError::NotFound => "no such choice".into(),
+            AppError::NotFound => NO_SUCH_CHOICE.into(),
             AppError::NoSuchAction(m) => m.clone(),
             AppError::NoSuchDevice => "no such push subscription".into(),
-            AppError::AlreadyFinal => {
-                "the choice is already submitted, cancelled or timed out".into()
-            }
+            AppError::AlreadyFinal => ALREADY_FINAL.into(),
             AppError::TooLarge => "the request body is too large".into(),
             AppError::RateLimited { retry_after_secs } => {
                 format!("too many requests; try again in {retry_after_secs} s")
             }
-            AppError::Internal(_) => "something went wrong on the server".into(),
+            AppError::Internal(_) => FAULT.into(),
         }
     }
 
@@ -284,17 +222,14 @@ impl AppError {
 
     /// The error as a page for a browser, with a link `back` to where the person was.
     pub fn into_page(self, back: Option<&str>) -> Response {
-        self.into_html(|e| {
-            crate::views::error_page(e.code().as_str(), &e.message(), e.field(), back)
-        })
+        self.into_html(|e| crate::views::error_page(e.code(), &e.message(), e.field(), back))
     }
 
     /// The error as a fragment for HTMX, sent into the page's error box: htmx 4 swaps error
     /// responses too, into the request's own target unless told otherwise.
     pub fn into_fragment(self) -> Response {
-        let mut response = self.into_html(|e| {
-            crate::views::error_fragment(e.code().as_str(), &e.message(), e.field())
-        });
+        let mut response =
+            self.into_html(|e| crate::views::error_fragment(e.code(), &e.message(), e.field()));
         let headers = response.headers_mut();
         headers.insert("hx-retarget", HeaderValue::from_static("#errors"));
         headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
@@ -350,9 +285,7 @@ impl From<EngineError> for AppError {
         match e {
             EngineError::NotFound => AppError::NotFound,
             EngineError::Rejected(r) => r.into(),
-            EngineError::Busy => AppError::Unavailable(
-                "the server has more commands waiting than it takes; try again shortly".into(),
-            ),
+            EngineError::Busy => AppError::Unavailable(e.message()),
             EngineError::Internal(e) => e.into(),
         }
     }
@@ -361,8 +294,8 @@ impl From<EngineError> for AppError {
 impl From<anyhow::Error> for AppError {
     /// Overload is answered 503 with `Retry-After`; anything else is a fault.
     fn from(e: anyhow::Error) -> Self {
-        if e.chain().any(|c| c.is::<crate::live::Busy>()) || crate::store::is_busy(&e) {
-            return AppError::Unavailable("the server is busy; try again shortly".into());
+        if crate::engine::error::overloaded(&e) {
+            return AppError::Unavailable(OVERLOADED.into());
         }
         AppError::Internal(e)
     }
@@ -381,5 +314,31 @@ impl From<BytesRejection> for AppError {
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
         AppError::Malformed(r.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_error_answers_as_the_engine_names_it() {
+        let cases = || {
+            [
+                EngineError::NotFound,
+                EngineError::Rejected(Rejection::AlreadyFinal),
+                EngineError::Rejected(Rejection::Conflict("not while paused".into())),
+                EngineError::Rejected(Rejection::NotAnApprover("no key".into())),
+                EngineError::Rejected(crate::choice::invalid("options[1].id", "taken")),
+                EngineError::Busy,
+                EngineError::Internal(anyhow::anyhow!("disk on fire")),
+                EngineError::Internal(anyhow::Error::new(crate::live::Busy)),
+            ]
+        };
+        for (engine, app) in cases().into_iter().zip(cases().map(AppError::from)) {
+            assert_eq!(app.code(), engine.code(), "{engine:?}");
+            assert_eq!(app.message(), engine.message(), "{engine:?}");
+            assert_eq!(app.field(), engine.field(), "{engine:?}");
+        }
     }
 }

@@ -11,7 +11,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 // Each response is described by the type its handler serialises: one definition of the wire.
-pub use super::error::{ErrorBody, ErrorCode, errors};
+pub use super::error::{ErrorBody, errors};
+pub use crate::error_code::ErrorCode;
 pub use crate::json::{ChoiceBody as Choice, ChoiceList, Health, NoteList, StatusPage};
 pub use crate::store::LogEvent;
 

@@ -37,9 +37,6 @@ pub async fn choice_socket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    if !state.settings.same_origin(&headers) {
-        return Err(AppError::ForbiddenOrigin);
-    }
     let permit = state.guards.open_stream(client.0, StreamKind::WebSocket)?;
     let viewer = viewer_of(&headers);
     let by = viewer.name.clone();
@@ -62,13 +59,9 @@ pub async fn choice_socket(
 pub async fn log_socket(
     State(state): State<AppState>,
     client: ClientIp,
-    headers: HeaderMap,
     params: Params,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    if !state.settings.same_origin(&headers) {
-        return Err(AppError::ForbiddenOrigin);
-    }
     let permit = state.guards.open_stream(client.0, StreamKind::WebSocket)?;
     let since = match params.int("since", 0, i64::MAX, -1)? {
         -1 => state.engine.last_seq(),

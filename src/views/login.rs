@@ -3,6 +3,7 @@
 use maud::{Markup, html};
 
 use super::page as shell;
+use crate::error_code::ErrorCode;
 use crate::paths;
 
 /// The form. `bounce` refreshes the page once at load: a link from another site arrives
@@ -14,7 +15,7 @@ pub fn page(next: &str, error: Option<&str>, bounce: bool) -> Markup {
             p { "This dashboard needs the server's token (" code { "--token" } " or "
                 code { "CHOICEBOARD_TOKEN" } "). A choice's own page needs only its link." }
             @if let Some(error) = error {
-                div .error data-code="unauthorized" role="alert" { (error) }
+                div .error data-code=(ErrorCode::Unauthorized.as_str()) role="alert" { (error) }
             }
             form #login method="post" action=(paths::LOGIN) {
                 input type="hidden" name="next" value=(next);

@@ -10,6 +10,8 @@ pub mod markdown;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use crate::error_code::ErrorCode;
+
 /// Static files, embedded in the binary. htmx and its SSE extension are one classic script;
 /// ours are ES modules (static/js), served under the build's version so that they import each
 /// other by relative URL and may still be cached for good.
@@ -148,9 +150,9 @@ pub fn final_badge() -> Markup {
 pub use crate::clock::countdown as clock;
 
 /// A readable error, as a whole page (plain form posts) or as a fragment for `#errors` (HTMX).
-pub fn error_fragment(code: &str, message: &str, field: Option<&str>) -> Markup {
+pub fn error_fragment(code: ErrorCode, message: &str, field: Option<&str>) -> Markup {
     html! {
-        div .error data-code=(code) {
+        div .error data-code=(code.as_str()) {
             strong { (error_title(code)) }
             " " (message)
             @if let Some(field) = field { " (" code { (field) } ")" }
@@ -158,7 +160,12 @@ pub fn error_fragment(code: &str, message: &str, field: Option<&str>) -> Markup 
     }
 }
 
-pub fn error_page(code: &str, message: &str, field: Option<&str>, back: Option<&str>) -> Markup {
+pub fn error_page(
+    code: ErrorCode,
+    message: &str,
+    field: Option<&str>,
+    back: Option<&str>,
+) -> Markup {
     page(
         error_title(code),
         None,
@@ -175,18 +182,20 @@ pub fn error_page(code: &str, message: &str, field: Option<&str>, back: Option<&
     )
 }
 
-fn error_title(code: &str) -> &'static str {
+fn error_title(code: ErrorCode) -> &'static str {
     match code {
-        "not_found" => "Not found.",
-        "already_final" => "Already decided.",
-        "conflict" => "Not now.",
-        "invalid" => "Please check your answer.",
-        "malformed" | "too_large" => "That request could not be read.",
-        "unauthorized" => "A token is needed.",
-        "forbidden_origin" => "Refused.",
-        "not_an_approver" => "Only the approvers can answer.",
-        "rate_limited" => "Slow down.",
-        _ => "Something went wrong.",
+        ErrorCode::NotFound => "Not found.",
+        ErrorCode::AlreadyFinal => "Already decided.",
+        ErrorCode::Conflict => "Not now.",
+        ErrorCode::Invalid => "Please check your answer.",
+        ErrorCode::Malformed | ErrorCode::TooLarge => "That request could not be read.",
+        ErrorCode::Unauthorized => "A token is needed.",
+        ErrorCode::ForbiddenOrigin => "Refused.",
+        ErrorCode::NotAnApprover => "Only the approvers can answer.",
+        ErrorCode::RateLimited => "Slow down.",
+        ErrorCode::RequestTimeout | ErrorCode::Unavailable | ErrorCode::Internal => {
+            "Something went wrong."
+        }
     }
 }
 
