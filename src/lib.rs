@@ -13,7 +13,10 @@
 //! - [`engine`] — the only path that changes a choice: transition, store, update the live
 //!   state, publish; `writer` (its thread, group commit), `follow` (other nodes' commits).
 //! - [`live`] — the live state: every active choice in memory with its rendered frames and its
-//!   own channels, and a bounded cache of the rest. Every read is served from it.
+//!   own channels, and a bounded cache of the rest. Every read is served from it. By file:
+//!   `mod.rs` (the read-through live set, watchers, grace timers), `topic` (one live choice),
+//!   `frames` (what viewers read, and the one function that renders it), `presence` (who
+//!   watches), `cache` (the cold side).
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
 //! - [`hub`] — the 1 Hz ticker, and the dashboard's frames, rendered once for every viewer.
 //! - [`board`] — what the dashboard shows, read from the live state and the store.
