@@ -9,7 +9,7 @@ use crate::choice::{Choice, Status};
 use crate::clock::Millis;
 use crate::frame::{self, Part};
 use crate::json::{self, Presence};
-use crate::views;
+use crate::views::choice as view;
 
 /// A choice's frames as they stand: what SSE and WebSocket viewers copy onto their sockets.
 #[derive(Clone, Debug)]
@@ -114,24 +114,27 @@ pub fn render(
     now: Millis,
     due: Due,
 ) -> Rendered {
-    let sse = |event, markup: maud::Markup| frame::sse(seq, event, &markup.into_string());
-    Rendered {
-        settled: due.status.then(|| (choice.clone(), seq, closes(choice))),
-        status: due
-            .status
-            .then(|| sse("status", views::choice::status(choice))),
-        remaining: due
-            .remaining
-            .then(|| sse("remaining", views::choice::remaining(choice, now))),
-        viewers: presence.map(|p| sse("viewers", views::choice::viewers(p))),
-        ws_sync: due
-            .ws_sync
-            .then(|| Bytes::from(json::sync(choice, now).to_string())),
-        ws_status: due
-            .ws_status
-            .and_then(|before| json::ws_status(before, choice.status))
-            .map(Bytes::from),
+    let mut rendered = Rendered::default();
+    if due.status {
+        let status = view::status(choice).into_string();
+        rendered.status = Some(frame::sse(seq, "status", &status));
+        rendered.settled = Some((choice.clone(), seq, closes(choice)));
     }
+    if due.remaining {
+        let remaining = view::remaining(choice, now).into_string();
+        rendered.remaining = Some(frame::sse(seq, "remaining", &remaining));
+    }
+    if let Some(presence) = presence {
+        let viewers = view::viewers(presence).into_string();
+        rendered.viewers = Some(frame::sse(seq, "viewers", &viewers));
+    }
+    if due.ws_sync {
+        rendered.ws_sync = Some(Bytes::from(json::sync(choice, now).to_string()));
+    }
+    if let Some(before) = due.ws_status {
+        rendered.ws_status = json::ws_status(before, choice.status).map(Bytes::from);
+    }
+    rendered
 }
 
 impl Rendered {

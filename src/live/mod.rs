@@ -7,7 +7,6 @@
 //! never behind what a viewer was sent. A [`Topic`] exists for every active choice and for
 //! every final one somebody is watching; the ticker retires a final topic once nobody is left,
 //! and its choice moves to the cache.
-
 //!
 //! By job: `cache` (the cold side), `topic` (one live choice and its channels), `frames` (the
 //! frames viewers read, and the one function that renders them), `presence` (who watches).

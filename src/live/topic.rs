@@ -14,6 +14,8 @@ use crate::clock::{Millis, now_ms};
 use crate::json::Presence;
 use crate::views;
 
+/// A live choice: viewers subscribe to `frames`, waiters to `changes`; `page` is the part of
+/// its page that never changes.
 pub struct Topic {
     frames: watch::Sender<Frames>,
     changes: watch::Sender<Arc<Choice>>,
