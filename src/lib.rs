@@ -16,7 +16,10 @@
 //! - [`error_code`] — the error codes of API.md and their statuses, one enum for the handlers,
 //!   the views, the metrics and the client.
 //! - [`live`] — the live state: every active choice in memory with its rendered frames and its
-//!   own channels, and a bounded cache of the rest. Every read is served from it.
+//!   own channels, and a bounded cache of the rest. Every read is served from it. By file:
+//!   `mod.rs` (the read-through live set, watchers, grace timers), `topic` (one live choice),
+//!   `frames` (what viewers read, and the one function that renders it), `presence` (who
+//!   watches), `cache` (the cold side).
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
 //! - [`hub`] — the 1 Hz ticker, and the dashboard's frames, rendered once for every viewer.
 //! - [`board`] — what the dashboard shows, read from the live state and the store.
