@@ -21,8 +21,9 @@
 //!   `frames` (what viewers read, and the one function that renders it), `presence` (who
 //!   watches), `cache` (the cold side).
 //! - [`scheduler`] — holds every pending deadline and expires choices through the engine.
-//! - [`hub`] — the 1 Hz ticker, and the dashboard's frames, rendered once for every viewer.
-//! - [`board`] — what the dashboard shows, read from the live state and the store.
+//! - [`streams`] — what every stream shares: the 1 Hz ticker, the shutdown signal, frame counts.
+//! - [`dashboard`] — what the dashboard shows, read from the live state and the store, and its
+//!   frames, rendered once for every viewer.
 //! - [`frame`] — a rendered frame (the same bytes for every viewer) and the SSE format.
 //! - [`notify`] — pushes to phones (ntfy format, and Web Push) on new choices and a minute
 //!   before deadlines, updated once decided.
@@ -46,16 +47,15 @@
 //! - [`clock`] — wall-clock milliseconds, RFC 3339, and durations as people write them.
 
 pub mod ask;
-pub mod board;
 pub mod choice;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod dashboard;
 pub mod engine;
 pub mod error_code;
 pub mod frame;
 pub mod http;
-pub mod hub;
 pub mod ids;
 pub mod json;
 pub mod live;
@@ -68,5 +68,6 @@ pub mod paths;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod streams;
 pub mod views;
 pub mod webpush;

@@ -3,7 +3,7 @@
 //! Each server has its own `prometheus-client` families rather than the `metrics` crate's one
 //! global recorder: a process here may run several servers (the tests run dozens, `ask` serves
 //! in-process), and each must count only its own traffic. What lives elsewhere (streams, the
-//! hub, the store) is read at the moment of the scrape, as a [`Snapshot`].
+//! dashboard, the store) is read at the moment of the scrape, as a [`Snapshot`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -206,7 +206,7 @@ impl Metrics {
         let gauges: [(&str, &str, usize); 3] = [
             (
                 "choiceboard_hub_subscribers",
-                "Subscribers of the hub (choice viewers and dashboards).",
+                "Open streams and sockets (choice viewers and dashboards).",
                 s.viewers,
             ),
             (

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::dashboard::Dashboard;
 use crate::engine::Engine;
 use crate::http::limits::{Guards, Limits};
 use crate::http::{self, AppState, Services, Settings, access::Token};
-use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::Store;
+use crate::streams::Streams;
 use crate::webpush::WebPush;
 
 #[derive(Clone, Debug)]
@@ -64,8 +65,9 @@ pub async fn run(
     metrics.seed_deadlines(store.pending_deadlines().await?);
     let engine = Engine::start(store.clone(), config.presence_grace, config.max_batch).await?;
     engine.add_subscriber(metrics.clone());
-    let hub = Hub::start(engine.live().clone(), store.clone());
-    engine.add_subscriber(Arc::new(hub.clone()));
+    let dashboard = Dashboard::start(engine.live().clone(), store.clone());
+    engine.add_subscriber(Arc::new(dashboard.clone()));
+    let streams = Streams::start(engine.live().clone(), dashboard);
     let addr = listener.local_addr()?;
     let url = browser_url(config.public_url.as_deref(), addr);
     let public_url = match config.public_url {
@@ -96,7 +98,7 @@ pub async fn run(
     let guards = Arc::new(Guards::new(config.limits));
     let state = AppState::new(Services {
         engine,
-        hub: hub.clone(),
+        streams: streams.clone(),
         settings: Arc::new(settings),
         guards: guards.clone(),
         metrics,
@@ -106,7 +108,7 @@ pub async fn run(
     // Streams never end by themselves; end them so the graceful shutdown can finish.
     let end_streams = move || {
         tracing::info!("shutting down: no new connections; finishing requests, ending streams");
-        hub.shutdown();
+        streams.shutdown();
     };
     http::listen::serve(
         listener,

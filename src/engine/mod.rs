@@ -46,7 +46,7 @@ pub struct Change {
     pub choice: Option<Arc<Choice>>,
 }
 
-/// Receives every committed change, in seq order, synchronously after the commit. The hub
+/// Receives every committed change, in seq order, synchronously after the commit. The dashboard
 /// renders from it; it must not block.
 pub trait Subscriber: Send + Sync + 'static {
     fn changed(&self, change: &Arc<Change>);

@@ -179,7 +179,7 @@ pub async fn wait(
     params: Params,
 ) -> Result<Json<crate::json::ChoiceBody>, AppError> {
     let timeout = params.seconds("timeout", 0.0, 3600.0, 60.0)?;
-    let mut shutdown = state.hub.shutdown_signal();
+    let mut shutdown = state.streams.shutdown_signal();
     let choice = tokio::select! {
         choice = state.engine.wait_final(&id, Duration::from_secs_f64(timeout)) => choice?,
         // The server is stopping: answer with the state as it stands, as at the timeout.

@@ -59,7 +59,7 @@ pub async fn events(
     };
     let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
     let frames =
-        follow(state.engine.clone(), since, state.hub.shutdown_signal()).map(move |event| {
+        follow(state.engine.clone(), since, state.streams.shutdown_signal()).map(move |event| {
             // Held as long as the stream is.
             let _ = &permit;
             let json = serde_json::to_string(&event).unwrap_or_default();

@@ -22,7 +22,7 @@ pub mod ws;
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::hub::Hub;
+use crate::streams::Streams;
 pub use error::AppError;
 pub use extract::{
     Asks, Body, NAME_COOKIE, Params, PathIds, VIEWER_COOKIE, Wants, changes_state, from_json,
@@ -53,7 +53,7 @@ impl std::ops::Deref for AppState {
 /// The server's parts every handler may reach.
 pub struct Services {
     pub engine: Engine,
-    pub hub: Hub,
+    pub streams: Streams,
     pub settings: Arc<Settings>,
     /// Rate limits and stream caps, with their live counts.
     pub guards: Arc<limits::Guards>,

@@ -111,15 +111,15 @@ impl AppState {
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let choices_by_status = state.engine.store().count_by_status().await?;
     let (open_sse, open_websockets) = state.guards.open_streams();
-    let hub = state.hub.stats();
+    let frames = state.streams.stats();
     let snapshot = Snapshot {
         choices_by_status,
         open_sse,
         open_websockets,
-        viewers: state.hub.open_streams(),
+        viewers: state.streams.open_streams(),
         pending_deadlines: state.engine.pending_deadlines(),
-        frames_sent: hub.frames_sent.load(Ordering::Relaxed),
-        frames_skipped: hub.frames_skipped.load(Ordering::Relaxed),
+        frames_sent: frames.frames_sent.load(Ordering::Relaxed),
+        frames_skipped: frames.frames_skipped.load(Ordering::Relaxed),
         rate_limited: state.guards.rate_limited.load(Ordering::Relaxed),
         streams_refused: state.guards.streams_refused.load(Ordering::Relaxed),
         live_choices: state.engine.live().topics(),

@@ -22,14 +22,14 @@ pub async fn dashboard(
     params: Params,
 ) -> Result<Response, AppError> {
     let filter = filter(&params)?;
-    let board = state.hub.board().await;
+    let board = state.streams.dashboard().board().await;
     Ok(html(views::dashboard::page(&board, now_ms(), &filter)))
 }
 
 /// The board alone, for polling and the Refresh button.
 pub async fn board(State(state): State<AppState>, params: Params) -> Result<Response, AppError> {
     let filter = filter(&params)?;
-    let board = state.hub.board().await;
+    let board = state.streams.dashboard().board().await;
     Ok(html(views::dashboard::board(&board, now_ms(), &filter)))
 }
 

@@ -25,7 +25,7 @@ pub const BODY_LIMIT: usize = 1 << 20;
 
 pub fn router(state: AppState) -> Router {
     let mcp_stopping = tokio_util::sync::CancellationToken::new();
-    let mut shutdown = state.hub.shutdown_signal();
+    let mut shutdown = state.streams.shutdown_signal();
     let stop = mcp_stopping.clone();
     tokio::spawn(async move {
         let _ = shutdown.wait_for(|down| *down).await;

@@ -36,8 +36,8 @@ pub async fn choice_events(
         .watch(&id, viewer_of(&headers))
         .await?
         .ok_or(AppError::NotFound)?;
-    let stats = state.hub.clone();
-    let shutdown = until_shutdown(state.hub.shutdown_signal());
+    let stats = state.streams.clone();
+    let shutdown = until_shutdown(state.streams.shutdown_signal());
     let stream = async_stream::stream! {
         let _permit = permit;
         // The whole watch moves in (not only the field used): dropping it is leaving.
@@ -89,8 +89,9 @@ pub async fn dashboard_events(
 ) -> Result<Response, AppError> {
     let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
     let dialect = Dialect::of(&headers);
-    let (mut frames, shutdown) = state.hub.watch_dashboard().await;
-    let stats = state.hub.clone();
+    let mut frames = state.streams.dashboard().watch().await;
+    let shutdown = state.streams.shutdown_signal();
+    let stats = state.streams.clone();
     let stream = async_stream::stream! {
         let _permit = permit;
         let shutdown = until_shutdown(shutdown);
@@ -151,11 +152,11 @@ pub(super) async fn until_shutdown(mut shutdown: tokio::sync::watch::Receiver<bo
 }
 
 /// The part's frame if it is newer than what this viewer last sent, counting skipped ones.
-fn fresh(part: &Part, last: &mut u64, hub: &crate::hub::Hub) -> Option<Bytes> {
+fn fresh(part: &Part, last: &mut u64, streams: &crate::streams::Streams) -> Option<Bytes> {
     if part.count == *last || part.bytes.is_empty() {
         return None;
     }
-    let stats = hub.stats();
+    let stats = streams.stats();
     if *last > 0 && part.count > *last + 1 {
         stats
             .frames_skipped

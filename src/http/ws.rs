@@ -71,7 +71,7 @@ pub async fn log_socket(
         .on_upgrade(move |socket| async move {
             let _permit = permit;
             let (mut sink, mut incoming) = socket.split();
-            let events = log::follow(state.engine.clone(), since, state.hub.shutdown_signal());
+            let events = log::follow(state.engine.clone(), since, state.streams.shutdown_signal());
             tokio::pin!(events);
             loop {
                 tokio::select! {
@@ -128,7 +128,7 @@ async fn serve_choice(
 ) {
     let (mut sink, mut incoming) = socket.split();
     let (replies, mut to_send) = mpsc::channel::<Message>(16);
-    let state_shutdown = state.hub.shutdown_signal();
+    let state_shutdown = state.streams.shutdown_signal();
 
     let send = async move {
         if sink

@@ -9,7 +9,7 @@ use crate::clock::{Millis, rfc3339};
 use crate::note::{Level, Note};
 use crate::paths;
 
-/// What the board shows; the hub assembles it once per change.
+/// What the board shows; the dashboard reads it once per change.
 pub struct Board {
     pub active: Vec<(std::sync::Arc<Choice>, usize)>,
     pub finished: Vec<Choice>,

@@ -7,7 +7,7 @@
 //! `ignored` there too when its component is missing). It streams their output line by line
 //! (prefixed `postgres| `), and passes iff both pass and the `it` run ran tests. The `it` run
 //! skips `durability::` (the kill -9 test of the SQLite file; the PostgreSQL kill -9 test is in
-//! `nodes.rs`) and the 2,000-viewer fan-out test (the hub does not touch the database); this
+//! `nodes.rs`) and the 2,000-viewer fan-out test (the fan-out does not touch the database); this
 //! binary's run skips this module (no recursion) and `nodes::` (they run on PostgreSQL here
 //! already).
 //!
@@ -52,7 +52,7 @@ fn the_whole_suite_passes_on_postgres() {
         &[
             "--skip",
             "durability::",
-            // The hub's fan-out at scale does not depend on the database; once is enough.
+            // The fan-out at scale does not depend on the database; once is enough.
             "--skip",
             "timers::twenty_viewers_on_each_of_a_hundred_timers_all_tick",
         ],
