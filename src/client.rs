@@ -85,7 +85,7 @@ pub struct ClientArgs {
 /// The final answer as the API reports it (`result` in the choice JSON).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Answer {
+pub struct RemoteOutcome {
     pub selection: Vec<String>,
     pub text: Option<String>,
     pub annotation: Option<String>,
@@ -105,7 +105,7 @@ pub struct RemoteChoice {
     pub on_timeout: OnTimeout,
     #[serde(default)]
     pub default_selection: Vec<String>,
-    pub result: Option<Answer>,
+    pub result: Option<RemoteOutcome>,
     /// RFC 3339 UTC.
     #[serde(default)]
     pub created_at: String,

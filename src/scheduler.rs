@@ -13,11 +13,12 @@ use crate::clock::{Millis, now_ms};
 
 #[derive(Clone, Default)]
 pub struct Scheduler {
-    shared: Arc<Shared>,
+    armed: Arc<Armed>,
 }
 
+/// The deadlines armed, and the bell the task sleeps on until the first one changes.
 #[derive(Default)]
-struct Shared {
+struct Armed {
     state: Mutex<Deadlines>,
     changed: Notify,
 }
@@ -39,7 +40,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 impl Scheduler {
     /// Sets (or with `None` clears) the deadline of one choice.
     pub fn arm(&self, id: &str, deadline: Option<Millis>) {
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.armed.state.lock().unwrap_or_else(|e| e.into_inner());
         let previous = match deadline {
             Some(d) => state.by_id.insert(id.to_string(), d),
             None => state.by_id.remove(id),
@@ -57,12 +58,12 @@ impl Scheduler {
         }
         drop(state);
         if now_first {
-            self.shared.changed.notify_one();
+            self.armed.changed.notify_one();
         }
     }
 
     pub fn len(&self) -> usize {
-        self.shared
+        self.armed
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -76,7 +77,7 @@ impl Scheduler {
 
     /// Takes every deadline that is due at `now`.
     fn take_due(&self, now: Millis) -> (Vec<String>, Option<Millis>) {
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.armed.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = Vec::new();
         while let Some((deadline, _)) = state.by_time.first() {
             if *deadline > now {
@@ -106,7 +107,7 @@ impl Scheduler {
             });
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
-                _ = self.shared.changed.notified() => {}
+                _ = self.armed.changed.notified() => {}
             }
         }
     }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use super::approval::Tally;
 use super::{
-    Actor, Answer, Approval, Choice, Command, EventKind, MAX_ANNOTATION, MAX_TEXT, MAX_TIMEOUT_MS,
-    MIN_TIMEOUT_MS, Mode, NewChoice, OnTimeout, Outcome, Rejection, Spec, Status, Via, Vote,
-    check_timeout, invalid,
+    Actor, Approval, Choice, Command, EventKind, MAX_ANNOTATION, MAX_TEXT, MAX_TIMEOUT_MS,
+    MIN_TIMEOUT_MS, Mode, NewChoice, OnTimeout, Outcome, Rejection, Spec, Status, Submission, Via,
+    Vote, check_timeout, invalid,
 };
 use crate::clock::Millis;
 
@@ -186,7 +186,7 @@ impl Choice {
     fn vote(
         &mut self,
         approval: &Approval,
-        mut answer: Answer,
+        mut answer: Submission,
         actor: &Actor,
         now: Millis,
     ) -> Result<EventKind, Rejection> {
@@ -246,7 +246,7 @@ impl Choice {
         Some(approval.votes_needed(&self.votes))
     }
 
-    fn check_answer(&self, answer: Answer, actor: &Actor) -> Result<Outcome, Rejection> {
+    fn check_answer(&self, answer: Submission, actor: &Actor) -> Result<Outcome, Rejection> {
         let spec = &self.spec;
         for (i, id) in answer.selection.iter().enumerate() {
             if !spec.options.iter().any(|o| &o.id == id) {

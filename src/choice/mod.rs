@@ -208,9 +208,10 @@ pub struct NewChoice {
     pub start_paused: bool,
 }
 
-/// A submitted answer before it is checked against the choice.
+/// A submitted answer, before it is checked against the choice (once accepted, the choice
+/// records it as its [`Outcome`]).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Answer {
+pub struct Submission {
     pub selection: Vec<String>,
     pub text: Option<String>,
     pub annotation: Option<String>,
@@ -221,7 +222,7 @@ pub struct Answer {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    Submit(Answer),
+    Submit(Submission),
     Cancel {
         annotation: Option<String>,
     },

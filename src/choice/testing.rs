@@ -2,7 +2,7 @@
 //! as a create request would make them, and the commands a person sends.
 
 use super::{
-    Actor, Answer, Choice, ChoiceOption, Command, Mode, NewChoice, OnTimeout, Spec, Via, create,
+    Actor, Choice, ChoiceOption, Command, Mode, NewChoice, OnTimeout, Spec, Submission, Via, create,
 };
 use crate::clock::Millis;
 
@@ -84,16 +84,16 @@ pub fn approved(mode: Mode, names: &[&str], quorum: Option<u64>) -> (Choice, Vec
 }
 
 pub fn submit(ids: &[&str]) -> Command {
-    Command::Submit(Answer {
+    Command::Submit(Submission {
         selection: ids.iter().map(|s| s.to_string()).collect(),
-        ..Answer::default()
+        ..Submission::default()
     })
 }
 
 pub fn vote(key: &str, ids: &[&str]) -> Command {
-    Command::Submit(Answer {
+    Command::Submit(Submission {
         selection: ids.iter().map(|s| s.to_string()).collect(),
         approver_key: Some(key.to_string()),
-        ..Answer::default()
+        ..Submission::default()
     })
 }

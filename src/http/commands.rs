@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use super::error::ErrorBody;
 use super::{AppError, AppState, Asks, Body, Params, PathIds, Wants, parse_json};
-use crate::choice::{Actor, Answer, Command, Via, seconds_to_ms};
+use crate::choice::{Actor, Command, Submission, Via, seconds_to_ms};
 use crate::views;
 
 /// The fields any command may carry, from JSON or a form, before they mean anything.
@@ -103,7 +103,7 @@ impl CommandBody {
     /// What the action with these fields asks of the choice.
     pub fn into_command(self, action: Action) -> Result<Command, AppError> {
         Ok(match action {
-            Action::Submit => Command::Submit(Answer {
+            Action::Submit => Command::Submit(Submission {
                 selection: match self.selection {
                     Selection::None => Vec::new(),
                     Selection::One(id) => vec![id],

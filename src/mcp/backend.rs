@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::choice::{Actor, Answer, Choice, Command, Mode, NewChoice};
+use crate::choice::{Actor, Choice, Command, Mode, NewChoice, Submission};
 use crate::choice::{OnTimeout, Status, Via};
 use crate::client::{self, Client, RemoteChoice};
 use crate::clock::{Millis, now_ms, rfc3339};
@@ -61,7 +61,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn submit(
         &self,
         id: &str,
-        answer: Answer,
+        answer: Submission,
         by: Option<String>,
     ) -> impl Future<Output = Result<(), client::Error>> + Send;
 }
@@ -87,7 +87,12 @@ impl Backend for Remote {
     }
 
     /// The API takes answers from people on the page, not from an agent's client.
-    async fn submit(&self, _id: &str, _: Answer, _: Option<String>) -> Result<(), client::Error> {
+    async fn submit(
+        &self,
+        _id: &str,
+        _: Submission,
+        _: Option<String>,
+    ) -> Result<(), client::Error> {
         Err(client::Error::Protocol(
             "answers given in the client are taken only by the server's own /mcp".into(),
         ))
@@ -149,7 +154,7 @@ impl Backend for InProcess {
     async fn submit(
         &self,
         id: &str,
-        answer: Answer,
+        answer: Submission,
         by: Option<String>,
     ) -> Result<(), client::Error> {
         let actor = Actor {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::invalid;
 use super::backend::{Backend, ChoiceView};
 use super::{ChoiceTools, tool_error};
-use crate::choice::{Answer, Mode};
+use crate::choice::{Mode, Submission};
 use crate::error_code::ErrorCode;
 
 /// The key of the one input request a call sends: the choice's question.
@@ -158,7 +158,7 @@ pub fn form_for(
 }
 
 /// An accepted form's content as an answer; the engine checks it like any other.
-fn answer_from_form(content: &Value) -> Option<Answer> {
+fn answer_from_form(content: &Value) -> Option<Submission> {
     let selection = match &content["selection"] {
         Value::String(id) => vec![id.clone()],
         Value::Array(ids) => ids
@@ -167,9 +167,9 @@ fn answer_from_form(content: &Value) -> Option<Answer> {
             .collect(),
         _ => return None,
     };
-    Some(Answer {
+    Some(Submission {
         selection,
         annotation: content["note"].as_str().map(str::to_string),
-        ..Answer::default()
+        ..Submission::default()
     })
 }
