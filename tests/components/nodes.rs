@@ -173,8 +173,7 @@ async fn a_submit_on_a_reaches_a_long_poll_waiter_on_b_within_a_second() {
 async fn changes_on_a_reach_an_sse_viewer_on_b_within_a_second() {
     let (a, b) = two_nodes().await;
     let id = id_of(&a.create_yes_no(600.0).await);
-    let mut viewer =
-        SseClient::connect(&b.client, &b.url(&format!("/choice/{id}/events")), None).await;
+    let mut viewer = SseClient::connect(&b.client, &b.events_url(&id), None).await;
     viewer
         .until("viewers", "", Duration::from_secs(2))
         .await
@@ -562,8 +561,7 @@ async fn a_change_on_a_is_in_bs_memory_before_b_publishes_it() {
     let (a, b) = two_nodes().await;
     let id = id_of(&a.create_yes_no(600.0).await);
     // B may not have followed the create yet: its first read of the id takes it from the store.
-    let mut viewer =
-        SseClient::connect(&b.client, &b.url(&format!("/choice/{id}/events")), None).await;
+    let mut viewer = SseClient::connect(&b.client, &b.events_url(&id), None).await;
     viewer
         .until("status", "data-status=\"pending\"", Duration::from_secs(2))
         .await

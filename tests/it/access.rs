@@ -163,8 +163,7 @@ async fn a_choice_its_stream_its_commands_and_its_socket_need_only_its_id() {
     let id = create_with_token(&app).await;
     let page = app.get_with(&format!("/choice/{id}"), &[]).await;
     assert_eq!(page.status(), StatusCode::OK);
-    let mut sse =
-        SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
+    let mut sse = SseClient::connect(&app.client, &app.events_url(&id), None).await;
     assert_eq!(
         sse.next(Duration::from_secs(2)).await.unwrap().event,
         "status"

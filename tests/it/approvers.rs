@@ -308,20 +308,11 @@ async fn approver_keys_appear_in_no_other_answer_stream_log_or_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("choiceboard.db");
     let server = ServerProcess::start(&format!("sqlite://{}", db.display()), &[]).await;
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(server.url("/api/choices"))
-        .json(&approved(&["ana", "bo", "cy"], Some(2)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = server.create(approved(&["ana", "bo", "cy"], Some(2))).await;
     let (id, keys) = (id_of(&created), keys(&created));
+    let client = server.client.clone();
     let mut seen = String::new();
-    let mut choice_stream =
-        SseClient::connect(&client, &server.url(&format!("/choice/{id}/events")), None).await;
+    let mut choice_stream = SseClient::connect(&client, &server.events_url(&id), None).await;
     let mut log_stream =
         SseClient::connect(&client, &server.url("/api/events?since=0"), None).await;
     let mut board_stream = SseClient::connect(&client, &server.url("/events"), None).await;

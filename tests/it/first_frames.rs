@@ -29,7 +29,7 @@ fn remaining_in(data: &str) -> f64 {
 /// A 600 s choice watched once (first frames read, then the viewer leaves), then left alone.
 async fn a_choice_watched_once_then_left_alone(app: &TestApp) -> String {
     let id = id_of(&app.create_yes_no(600.0).await);
-    let url = app.url(&format!("/choice/{id}/events"));
+    let url = app.events_url(&id);
     let mut once = SseClient::connect(&app.client, &url, None).await;
     once.until("remaining", "", Duration::from_secs(2))
         .await
@@ -64,7 +64,7 @@ async fn a_new_viewer_of_a_choice_nobody_watched_gets_the_current_countdown_firs
     let app = TestApp::spawn().await;
     let id = a_choice_watched_once_then_left_alone(&app).await;
     let expected = remaining_seconds(&app, &id).await;
-    let url = app.url(&format!("/choice/{id}/events"));
+    let url = app.events_url(&id);
     let mut sse = SseClient::connect(&app.client, &url, None).await;
     let first = first_remaining(&mut sse).await;
     assert_close(remaining_in(&first.data), expected, "SSE");
@@ -74,7 +74,7 @@ async fn a_new_viewer_of_a_choice_nobody_watched_gets_the_current_countdown_firs
 async fn a_reconnect_with_last_event_id_after_nobody_watched_gets_the_current_countdown_first() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(600.0).await);
-    let url = app.url(&format!("/choice/{id}/events"));
+    let url = app.events_url(&id);
     let mut once = SseClient::connect(&app.client, &url, None).await;
     let last = first_remaining(&mut once).await.id.expect("an id");
     drop(once);

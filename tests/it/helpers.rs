@@ -153,6 +153,20 @@ impl Api {
         json
     }
 
+    /// A shared timer of `seconds`; its id.
+    pub async fn create_timer(&self, title: &str, seconds: u64) -> String {
+        id_of(
+            &self
+                .create(json!({"title": title, "mode": "timer", "timeout_seconds": seconds}))
+                .await,
+        )
+    }
+
+    /// A choice's SSE stream.
+    pub fn events_url(&self, id: &str) -> String {
+        self.url(&format!("/choice/{id}/events"))
+    }
+
     /// A single-choice question with options yes/no, default no.
     pub async fn create_yes_no(&self, timeout_seconds: f64) -> Value {
         self.create(json!({

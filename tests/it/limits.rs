@@ -181,7 +181,7 @@ async fn streams_past_the_caps_get_429_or_503_and_the_server_goes_on() {
     })
     .await;
     let id = id_of(&app.create_yes_no(600.0).await);
-    let events = app.url(&format!("/choice/{id}/events"));
+    let events = app.events_url(&id);
     let first = SseClient::connect(&app.client, &events, None).await;
     let (_socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/{id}", app.addr))
         .await

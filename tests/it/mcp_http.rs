@@ -104,15 +104,7 @@ async fn a_task_outlives_a_restart_and_returns_the_persons_answer() {
     server.kill9().await;
 
     let server = crate::helpers::ServerProcess::start(&database, &[]).await;
-    let http = reqwest::Client::new();
-    let choice: serde_json::Value = http
-        .get(server.url(&format!("/api/choices/{task_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, choice) = server.get_json(&format!("/api/choices/{task_id}")).await;
     assert_eq!(choice["status"], "pending", "the cancel cancelled nothing");
     let client = connect(server.url("/mcp")).await;
     let still = client
@@ -124,13 +116,10 @@ async fn a_task_outlives_a_restart_and_returns_the_persons_answer() {
         TaskStatus::Working,
         "the task survived the restart"
     );
-    let r = http
-        .post(server.url(&format!("/choice/{task_id}/submit")))
-        .json(&json!({"selection": ["yes"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let (status, _) = server
+        .command(&task_id, "submit", json!({"selection": ["yes"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let done = client
         .get_task(GetTaskParams::new(&task_id))
         .await

@@ -24,8 +24,7 @@ fn sample(text: &str, series: &str) -> f64 {
 async fn metrics_count_choices_commands_latency_streams_deadlines_and_frames() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(600.0).await);
-    let mut sse =
-        SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
+    let mut sse = SseClient::connect(&app.client, &app.events_url(&id), None).await;
     sse.next(Duration::from_secs(2)).await.unwrap();
     let (_socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/{id}", app.addr))
         .await

@@ -53,13 +53,9 @@ async fn pages_are_html_and_an_unknown_choice_is_a_readable_404() {
 async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_error_box() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(60.0).await);
-    let r = app
-        .post_with(
-            &format!("/choice/{id}/pause"),
-            &[("hx-request", "true")],
-            "",
-        )
-        .await;
+    let path = format!("/choice/{id}/pause");
+    let pause = || app.post_with(&path, &[("hx-request", "true")], "");
+    let r = pause().await;
     assert_eq!(r.status(), StatusCode::OK);
     let body = r.text().await.unwrap();
     assert!(
@@ -68,13 +64,7 @@ async fn an_htmx_command_gets_fragments_and_an_htmx_error_is_retargeted_to_the_e
             && body.contains("hx-swap-oob"),
         "{body}"
     );
-    let r = app
-        .post_with(
-            &format!("/choice/{id}/pause"),
-            &[("hx-request", "true")],
-            "",
-        )
-        .await;
+    let r = pause().await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.headers()["hx-retarget"], "#errors");
     assert!(r.text().await.unwrap().contains("already paused"));

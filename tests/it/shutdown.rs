@@ -31,8 +31,7 @@ async fn sigterm_with_open_streams_and_commands_in_flight_exits_0_within_5_s() {
         .unwrap();
     let id = id_of(&r.json().await.unwrap());
     // Open: a choice stream, the dashboard stream, the log stream, a socket, a long poll.
-    let mut choice_sse =
-        SseClient::connect(&client, &server.url(&format!("/choice/{id}/events")), None).await;
+    let mut choice_sse = SseClient::connect(&client, &server.events_url(&id), None).await;
     let mut dashboard_sse = SseClient::connect(&client, &server.url("/events"), None).await;
     let mut log_sse = SseClient::connect(&client, &server.url("/api/events?since=0"), None).await;
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/{id}", server.addr))

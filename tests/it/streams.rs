@@ -11,7 +11,7 @@ use crate::helpers::{SseClient, TestApp, id_of};
 async fn a_timeout_change_reaches_five_viewers_within_a_second_and_they_are_counted() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(120.0).await);
-    let url = app.url(&format!("/choice/{id}/events"));
+    let url = app.events_url(&id);
     let mut viewers = Vec::new();
     for _ in 0..5 {
         let mut sse = SseClient::connect(&app.client, &url, None).await;
@@ -57,7 +57,7 @@ async fn a_timeout_change_reaches_five_viewers_within_a_second_and_they_are_coun
 async fn ticks_arrive_every_second_with_the_same_bytes_for_every_viewer() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(120.0).await);
-    let url = app.url(&format!("/choice/{id}/events"));
+    let url = app.events_url(&id);
     let mut a = SseClient::connect(&app.client, &url, None).await;
     let mut b = SseClient::connect(&app.client, &url, None).await;
     let mut ticks_a = Vec::new();
@@ -87,8 +87,7 @@ async fn ticks_arrive_every_second_with_the_same_bytes_for_every_viewer() {
 async fn a_final_status_is_followed_by_close_and_the_stream_ends() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(120.0).await);
-    let mut sse =
-        SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
+    let mut sse = SseClient::connect(&app.client, &app.events_url(&id), None).await;
     sse.until("viewers", "", Duration::from_secs(2))
         .await
         .expect("connected");
@@ -109,12 +108,7 @@ async fn a_final_status_is_followed_by_close_and_the_stream_ends() {
     assert_eq!(rest.last().map(String::as_str), Some("close"), "{rest:?}");
     assert!(id_seen.is_some());
     // A viewer arriving after the end gets the final fragments and close at once.
-    let mut late = SseClient::connect(
-        &app.client,
-        &app.url(&format!("/choice/{id}/events")),
-        Some("1"),
-    )
-    .await;
+    let mut late = SseClient::connect(&app.client, &app.events_url(&id), Some("1")).await;
     let mut events = Vec::new();
     while let Some(m) = late.next(Duration::from_secs(2)).await {
         events.push(m.event);
@@ -126,7 +120,7 @@ async fn a_final_status_is_followed_by_close_and_the_stream_ends() {
 async fn a_reconnect_with_last_event_id_gets_the_current_fragments_at_once() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(120.0).await);
-    let url = app.url(&format!("/choice/{id}/events"));
+    let url = app.events_url(&id);
     let mut first = SseClient::connect(&app.client, &url, None).await;
     let last = first
         .next(Duration::from_secs(2))
@@ -187,7 +181,7 @@ async fn the_dashboard_stream_carries_the_board_and_a_new_choice_within_a_second
 async fn an_htmx_stream_gets_the_same_fragments_unnamed_and_close_named() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(120.0).await);
-    let url = app.url(&format!("/choice/{id}/events"));
+    let url = app.events_url(&id);
     let mut named = SseClient::connect(&app.client, &url, None).await;
     let mut htmx = SseClient::connect_with(&app.client, &url, &[("hx-request", "true")]).await;
     for _ in 0..3 {

@@ -16,6 +16,17 @@ fn cookie(viewer: &str, name: Option<&str>) -> String {
     }
 }
 
+/// Waits for a 1 s timer's stream to say it rang.
+async fn rings(sse: &mut SseClient) {
+    sse.until(
+        "status",
+        "data-status=\"timed_out\"",
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("it rings");
+}
+
 /// A presence frame goes out at most once a second per choice, so a join or a rename shows
 /// within that second plus delivery (margin for a busy 2-core machine).
 const PRESENCE_WITHIN: Duration = Duration::from_millis(1500);
@@ -23,11 +34,8 @@ const PRESENCE_WITHIN: Duration = Duration::from_millis(1500);
 #[tokio::test]
 async fn two_named_viewers_see_each_other_live_and_in_the_json() {
     let app = TestApp::spawn().await;
-    let id = id_of(
-        &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
-            .await,
-    );
-    let url = app.url(&format!("/choice/{id}/events"));
+    let id = app.create_timer("Focus", 1500).await;
+    let url = app.events_url(&id);
     let ana = cookie("viewer-ana-0123456789", Some("Ana"));
     let mut a = SseClient::connect_with(&app.client, &url, &[("cookie", &ana)]).await;
     a.until("viewers", "Ana", Duration::from_secs(2))
@@ -81,11 +89,8 @@ async fn two_named_viewers_see_each_other_live_and_in_the_json() {
 #[tokio::test]
 async fn a_pause_by_one_is_seen_by_the_other_within_a_second_with_the_same_frozen_value() {
     let app = TestApp::spawn().await;
-    let id = id_of(
-        &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
-            .await,
-    );
-    let url = app.url(&format!("/choice/{id}/events"));
+    let id = app.create_timer("Focus", 1500).await;
+    let url = app.events_url(&id);
     let mut a = SseClient::connect(&app.client, &url, None).await;
     let mut b = SseClient::connect(&app.client, &url, None).await;
     for sse in [&mut a, &mut b] {
@@ -113,19 +118,9 @@ async fn a_pause_by_one_is_seen_by_the_other_within_a_second_with_the_same_froze
 #[tokio::test]
 async fn a_rung_timer_reset_starts_round_two() {
     let app = TestApp::spawn().await;
-    let id = id_of(
-        &app.create(json!({"title": "Sprint", "mode": "timer", "timeout_seconds": 1}))
-            .await,
-    );
-    let mut sse =
-        SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
-    sse.until(
-        "status",
-        "data-status=\"timed_out\"",
-        Duration::from_secs(3),
-    )
-    .await
-    .expect("it rings");
+    let id = app.create_timer("Sprint", 1).await;
+    let mut sse = SseClient::connect(&app.client, &app.events_url(&id), None).await;
+    rings(&mut sse).await;
     let (status, c) = app.command(&id, "reset", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -153,7 +148,7 @@ async fn a_cancelled_timer_stream_gets_close_and_ends_and_a_rung_timer_stream_st
     let app = TestApp::spawn().await;
     let timer =
         |seconds: u64| json!({"title": "Sprint", "mode": "timer", "timeout_seconds": seconds});
-    let events = |id: &str| app.url(&format!("/choice/{id}/events"));
+    let events = |id: &str| app.events_url(&id);
     let stream_on_page = async |id: &str| {
         get_text(&app.client, &app.url(&format!("/choice/{id}")))
             .await
@@ -183,13 +178,7 @@ async fn a_cancelled_timer_stream_gets_close_and_ends_and_a_rung_timer_stream_st
 
     let rung = id_of(&app.create(timer(1)).await);
     let mut sse = SseClient::connect(&app.client, &events(&rung), None).await;
-    sse.until(
-        "status",
-        "data-status=\"timed_out\"",
-        Duration::from_secs(3),
-    )
-    .await
-    .expect("it rings");
+    rings(&mut sse).await;
     // Whatever comes in the next 1.5 s, no close, and the stream does not end.
     let window = Instant::now() + Duration::from_millis(1500);
     let mut after = Vec::new();
@@ -215,11 +204,8 @@ async fn a_cancelled_timer_stream_gets_close_and_ends_and_a_rung_timer_stream_st
 #[tokio::test]
 async fn a_viewer_whose_stream_blips_is_not_shown_leaving() {
     let app = TestApp::spawn().await;
-    let id = id_of(
-        &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
-            .await,
-    );
-    let url = app.url(&format!("/choice/{id}/events"));
+    let id = app.create_timer("Focus", 1500).await;
+    let url = app.events_url(&id);
     let mut observer = SseClient::connect_with(
         &app.client,
         &url,
@@ -281,16 +267,13 @@ async fn a_closed_tab_stops_counting_within_a_second_of_its_beacon_and_a_dropped
  {
     let app = TestApp::spawn().await;
     for paused in [false, true] {
-        let id = id_of(
-            &app.create(json!({"title": "Focus", "mode": "timer", "timeout_seconds": 1500}))
-                .await,
-        );
+        let id = app.create_timer("Focus", 1500).await;
         if paused {
             // Nothing is written to a paused choice's streams for a while: the server still
             // notices one that closed.
             app.command(&id, "pause", json!({})).await;
         }
-        let url = app.url(&format!("/choice/{id}/events"));
+        let url = app.events_url(&id);
         let beacon = format!("/choice/{id}/events/leave");
         let connect = |name: &str| {
             let cookie = cookie(&format!("viewer-{name}-0123456789"), Some(name));
@@ -366,7 +349,7 @@ async fn twenty_viewers_on_each_of_a_hundred_timers_all_tick() {
     let mut viewers = Vec::new();
     for id in &ids {
         for _ in 0..20 {
-            let url = app.url(&format!("/choice/{id}/events"));
+            let url = app.events_url(&id);
             viewers.push(SseClient::connect(&app.client, &url, None).await);
         }
     }
@@ -436,11 +419,8 @@ async fn the_dashboard_form_creates_a_timer_running_or_paused() {
 #[tokio::test]
 async fn presence_stays_small_and_coalesced_however_many_watch() {
     let app = TestApp::spawn_with(|c| c.limits = Limits::unlimited()).await;
-    let id = id_of(
-        &app.create(json!({"title": "Crowd", "mode": "timer", "timeout_seconds": 600}))
-            .await,
-    );
-    let url = app.url(&format!("/choice/{id}/events"));
+    let id = app.create_timer("Crowd", 600).await;
+    let url = app.events_url(&id);
     let mut observer = SseClient::connect(&app.client, &url, None).await;
     let started = Instant::now();
     let mut crowd = Vec::new();

@@ -130,8 +130,7 @@ async fn bad_messages_get_errors_with_the_http_codes_and_the_socket_stays_open()
 async fn an_update_from_a_socket_reaches_an_sse_viewer_within_a_second() {
     let app = TestApp::spawn().await;
     let id = id_of(&app.create_yes_no(120.0).await);
-    let mut sse =
-        SseClient::connect(&app.client, &app.url(&format!("/choice/{id}/events")), None).await;
+    let mut sse = SseClient::connect(&app.client, &app.events_url(&id), None).await;
     sse.until("viewers", "", Duration::from_secs(2))
         .await
         .unwrap();

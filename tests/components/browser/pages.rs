@@ -584,7 +584,7 @@ async fn a_closed_tab_stops_counting_within_about_a_second_and_a_reloaded_one_ne
         let id = id_of(&app.create_yes_no(120.0).await);
         let mut observer = SseClient::connect_with(
             &app.client,
-            &app.url(&format!("/choice/{id}/events")),
+            &app.events_url(&id),
             &[("cookie", "cb_viewer=observer-0123456789; cb_name=Obs")],
         )
         .await;
