@@ -104,6 +104,14 @@ impl Params {
         ))
     }
 
+    /// Where a follower of the log starts: `since`, or `now` (the newest seq) when absent.
+    pub fn since_or(&self, now: impl FnOnce() -> i64) -> Result<i64, AppError> {
+        match self.int("since", 0, i64::MAX, -1)? {
+            -1 => Ok(now()),
+            since => Ok(since),
+        }
+    }
+
     /// A number of seconds within `min..=max` (fractions allowed), or `default` when absent.
     pub fn seconds(&self, name: &str, min: f64, max: f64, default: f64) -> Result<f64, AppError> {
         let Some(raw) = self.0.get(name) else {

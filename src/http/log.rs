@@ -52,11 +52,9 @@ pub async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
-    let since = match (resume, params.int("since", 0, i64::MAX, -1)?) {
-        (Some(seq), _) if seq >= 0 => seq,
-        (_, -1) => state.engine.last_seq(),
-        (_, since) => since,
-    };
+    let asked = params.since_or(|| state.engine.last_seq())?;
+    // A reconnecting EventSource's Last-Event-ID wins over the URL it reconnects to.
+    let since = resume.filter(|seq| *seq >= 0).unwrap_or(asked);
     let permit = state.guards.open_stream(client.0, StreamKind::Sse)?;
     let frames =
         follow(state.engine.clone(), since, state.streams.shutdown_signal()).map(move |event| {

@@ -63,10 +63,7 @@ pub async fn log_socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let permit = state.guards.open_stream(client.0, StreamKind::WebSocket)?;
-    let since = match params.int("since", 0, i64::MAX, -1)? {
-        -1 => state.engine.last_seq(),
-        since => since,
-    };
+    let since = params.since_or(|| state.engine.last_seq())?;
     Ok(limit(upgrade)
         .on_upgrade(move |socket| async move {
             let _permit = permit;

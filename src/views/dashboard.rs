@@ -60,6 +60,26 @@ impl Filter {
     }
 }
 
+/// A headed list of rows (`#NAME` in `section` labelled by `#NAME-heading`), or a line saying
+/// why it is empty.
+fn rows_section(name: &str, heading: &str, empty: bool, why_empty: &str, rows: Markup) -> Markup {
+    html! {
+        section aria-labelledby={ (name) "-heading" } {
+            h2 id={ (name) "-heading" } { (heading) }
+            @if empty {
+                p .empty { (why_empty) }
+            } @else {
+                ul id=(name) .rows { (rows) }
+            }
+        }
+    }
+}
+
+/// A row's status, as a coloured word.
+fn pill(c: &Choice) -> Markup {
+    html! { span .pill data-status=(c.status.as_str()) { (c.status.as_str()) } }
+}
+
 /// The countdown of one row.
 pub fn left(c: &Choice, now: Millis) -> Markup {
     let ms = c.remaining_ms(now);
@@ -90,49 +110,36 @@ pub fn board(board: &Board, now: Millis, filter: &Filter) -> Markup {
                 span { strong { (board.cancelled_today) } " cancelled" } " · "
                 span { strong { (board.timed_out_today) } " timed out" } " today"
             }
-            section aria-labelledby="active-heading" {
-                h2 #active-heading { "Waiting for an answer" }
-                @if board.active.is_empty() {
-                    p .empty { "Nothing is waiting. Choices that programs ask appear here at once." }
-                } @else {
-                    ul #active .rows {
-                        @for (i, (c, viewers)) in board.active.iter().enumerate() {
-                            @let source = c.spec.source.as_deref();
-                            @if i == 0 || board.active[i - 1].0.spec.source.as_deref() != source {
-                                li .group data-source=(source.unwrap_or("")) hidden[!filter.shows_source(source)] {
-                                    (source.unwrap_or("no source"))
-                                }
-                            }
-                            li #{ "row-" (c.id) } .row data-status=(c.status.as_str()) data-source=(source.unwrap_or(""))
-                                hidden[!filter.shows_source(source)] {
-                                a .title href=(paths::choice(&c.id)) { (c.spec.title) }
-                                span .mode { (c.spec.mode.as_str()) }
-                                span .pill data-status=(c.status.as_str()) { (c.status.as_str()) }
-                                (left(c, now))
-                                span .viewers { (viewers) " watching" }
-                            }
+            (rows_section("active", "Waiting for an answer", board.active.is_empty(),
+                "Nothing is waiting. Choices that programs ask appear here at once.", html! {
+                @for (i, (c, viewers)) in board.active.iter().enumerate() {
+                    @let source = c.spec.source.as_deref();
+                    @if i == 0 || board.active[i - 1].0.spec.source.as_deref() != source {
+                        li .group data-source=(source.unwrap_or("")) hidden[!filter.shows_source(source)] {
+                            (source.unwrap_or("no source"))
                         }
                     }
-                }
-            }
-            section aria-labelledby="finished-heading" {
-                h2 #finished-heading { "Recently finished" }
-                @if board.finished.is_empty() {
-                    p .empty { "Nothing yet." }
-                } @else {
-                    ul #finished .rows {
-                        @for c in &board.finished {
-                            li #{ "done-" (c.id) } .row data-status=(c.status.as_str())
-                                data-source=(c.spec.source.as_deref().unwrap_or("")) hidden[!filter.shows_source(c.spec.source.as_deref())] {
-                                a .title href=(paths::choice(&c.id)) { (c.spec.title) }
-                                span .pill data-status=(c.status.as_str()) { (c.status.as_str()) }
-                                span .result { (summary(c)) }
-                                @if let Some(at) = c.resolved_at { time datetime=(rfc3339(at)) { (rfc3339(at).get(11..19).unwrap_or("")) " UTC" } }
-                            }
-                        }
+                    li #{ "row-" (c.id) } .row data-status=(c.status.as_str()) data-source=(source.unwrap_or(""))
+                        hidden[!filter.shows_source(source)] {
+                        a .title href=(paths::choice(&c.id)) { (c.spec.title) }
+                        span .mode { (c.spec.mode.as_str()) }
+                        (pill(c))
+                        (left(c, now))
+                        span .viewers { (viewers) " watching" }
                     }
                 }
-            }
+            }))
+            (rows_section("finished", "Recently finished", board.finished.is_empty(), "Nothing yet.", html! {
+                @for c in &board.finished {
+                    li #{ "done-" (c.id) } .row data-status=(c.status.as_str())
+                        data-source=(c.spec.source.as_deref().unwrap_or("")) hidden[!filter.shows_source(c.spec.source.as_deref())] {
+                        a .title href=(paths::choice(&c.id)) { (c.spec.title) }
+                        (pill(c))
+                        span .result { (summary(c)) }
+                        @if let Some(at) = c.resolved_at { time datetime=(rfc3339(at)) { (rfc3339(at).get(11..19).unwrap_or("")) " UTC" } }
+                    }
+                }
+            }))
             (activity(board, now, filter))
         }
     }
