@@ -148,7 +148,7 @@ async fn a_cancelled_timer_stream_gets_close_and_ends_and_a_rung_timer_stream_st
     let app = TestApp::spawn().await;
     let timer =
         |seconds: u64| json!({"title": "Sprint", "mode": "timer", "timeout_seconds": seconds});
-    let events = |id: &str| app.events_url(&id);
+    let events = |id: &str| app.events_url(id);
     let stream_on_page = async |id: &str| {
         get_text(&app.client, &app.url(&format!("/choice/{id}")))
             .await
@@ -349,7 +349,7 @@ async fn twenty_viewers_on_each_of_a_hundred_timers_all_tick() {
     let mut viewers = Vec::new();
     for id in &ids {
         for _ in 0..20 {
-            let url = app.events_url(&id);
+            let url = app.events_url(id);
             viewers.push(SseClient::connect(&app.client, &url, None).await);
         }
     }
