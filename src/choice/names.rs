@@ -11,14 +11,9 @@ pub struct Source(String);
 impl Source {
     /// `raw` trimmed; blank is none, too long or with control characters is refused.
     pub fn parse(raw: &str) -> Result<Option<Source>, Rejection> {
-        let source = raw.trim();
-        if source.is_empty() {
-            return Ok(None);
-        }
-        if source.chars().count() > MAX_SOURCE || source.chars().any(char::is_control) {
-            return Err(invalid("source", Source::RULE));
-        }
-        Ok(Some(Source(source.to_string())))
+        Ok(bounded(raw, MAX_SOURCE)
+            .map_err(|()| invalid("source", Source::RULE))?
+            .map(Source))
     }
 
     /// Like [`Source::parse`], where one is required.
@@ -30,13 +25,7 @@ impl Source {
 
     /// A name the server did not choose and cannot refuse (an MCP client's), made to fit.
     pub fn fitted(raw: &str) -> Option<Source> {
-        let source: String = raw
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_SOURCE)
-            .collect();
-        (!source.is_empty()).then_some(Source(source))
+        fit(raw, MAX_SOURCE).map(Source)
     }
 
     pub fn as_str(&self) -> &str {
@@ -59,14 +48,9 @@ impl DisplayName {
     /// `raw` trimmed; blank is none, too long or with control characters is refused, naming
     /// `field`.
     pub fn parse(field: &str, raw: &str) -> Result<Option<DisplayName>, Rejection> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Ok(None);
-        }
-        if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-            return Err(invalid(field, DisplayName::RULE));
-        }
-        Ok(Some(DisplayName(name.to_string())))
+        Ok(bounded(raw, MAX_NAME)
+            .map_err(|()| invalid(field, DisplayName::RULE))?
+            .map(DisplayName))
     }
 
     /// Like [`DisplayName::parse`], where one is required.
@@ -78,13 +62,7 @@ impl DisplayName {
 
     /// A name read back from where we stored it (a browser's cookie), made to fit.
     pub fn fitted(raw: &str) -> Option<DisplayName> {
-        let name: String = raw
-            .trim()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_NAME)
-            .collect();
-        (!name.is_empty()).then_some(DisplayName(name))
+        fit(raw, MAX_NAME).map(DisplayName)
     }
 
     pub fn as_str(&self) -> &str {
@@ -96,6 +74,30 @@ impl From<DisplayName> for String {
     fn from(name: DisplayName) -> String {
         name.0
     }
+}
+
+/// The rule both names share: trimmed, blank is none, at most `max` characters and none of
+/// them a control character.
+fn bounded(raw: &str, max: usize) -> Result<Option<String>, ()> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.chars().count() > max || name.chars().any(char::is_control) {
+        return Err(());
+    }
+    Ok(Some(name.to_string()))
+}
+
+/// A name made to fit the same rule: control characters dropped, cut to `max`.
+fn fit(raw: &str, max: usize) -> Option<String> {
+    let name: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ pub struct Frames {
     pub status: Part,
     pub remaining: Part,
     pub viewers: Part,
-    /// The choice is final for good: send `close` after the status and end the stream.
+    /// The choice is settled: send `close` after the status and end the stream (a rung timer's
+    /// stays open for its next round).
     pub closed: bool,
     /// The choice these frames were rendered from, and the newest event seq they reflect.
     pub choice: Arc<Choice>,
@@ -34,7 +35,7 @@ impl Frames {
             status: Part::default(),
             remaining: Part::default(),
             viewers: Part::default(),
-            closed: closes(choice),
+            closed: choice.is_settled(),
             choice: choice.clone(),
             seq,
             ws_sync: Part::default(),
@@ -118,7 +119,7 @@ pub fn render(
     if due.status {
         let status = view::status(choice).into_string();
         rendered.status = Some(frame::sse(seq, "status", &status));
-        rendered.settled = Some((choice.clone(), seq, closes(choice)));
+        rendered.settled = Some((choice.clone(), seq, choice.is_settled()));
     }
     if due.remaining {
         let remaining = view::remaining(choice, now).into_string();
@@ -166,9 +167,4 @@ impl Rendered {
             }
         }
     }
-}
-
-/// A settled choice's stream ends (a rung timer's stays open for its next round).
-fn closes(c: &Choice) -> bool {
-    c.is_settled()
 }
